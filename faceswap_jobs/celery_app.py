@@ -1,0 +1,62 @@
+"""`create_app(settings)`: the Celery app, configured for minute-long, paid, idempotent calls.
+
+Only builds the app; tasks live in `tasks`, and nothing here connects to anything until used.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from faceswap_jobs.config import Settings
+
+SWAP_TASK = "faceswap.swap"
+"""Producers send by name, so they need neither the worker's code nor its secrets."""
+
+_settings_by_app: weakref.WeakKeyDictionary[Celery, Settings] = weakref.WeakKeyDictionary()
+
+
+def create_app(settings: Settings) -> Celery:
+    app = Celery("faceswap_jobs", broker=settings.redis_url, backend=settings.redis_url)
+    exchange = Exchange("faceswap", type="direct")
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_queues=[
+            Queue(settings.interactive_queue, exchange, routing_key=settings.interactive_queue),
+            Queue(settings.bulk_queue, exchange, routing_key=settings.bulk_queue),
+        ],
+        task_default_queue=settings.interactive_queue,
+        task_default_exchange="faceswap",
+        task_default_routing_key=settings.interactive_queue,
+        task_create_missing_queues=False,
+        # A job is acknowledged only once it is finished, and comes back if its worker dies.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        # Each call takes minutes: a worker must not hoard messages another could run.
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.soft_time_limit_s,
+        task_time_limit=settings.time_limit_s,
+        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        broker_connection_retry_on_startup=True,
+        # Flower shows queued, started and retried tasks.
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_track_started=True,
+        result_extended=True,
+        result_expires=int(settings.result_ttl_s),
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+    )
+    _settings_by_app[app] = settings
+    return app
+
+
+def settings_of(app: Celery) -> Settings:
+    """The settings an app was built from (kept off `app.conf`, which workers will print)."""
+    return _settings_by_app[app]

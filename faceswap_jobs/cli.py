@@ -1,0 +1,211 @@
+"""`faceswap-jobs`: one short function per command; settings come from `FACESWAP_*` once."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from faceswap_jobs.config import Settings
+from faceswap_jobs.errors import FaceSwapError
+from faceswap_jobs.models import JobRecord
+
+app = typer.Typer(
+    help="Face Swap API jobs on Redis + Celery.", no_args_is_help=True, add_completion=False
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        err_console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def worker(
+    pool: Annotated[str | None, typer.Option(help="threads, prefork or solo")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1)] = None,
+    queues: Annotated[str | None, typer.Option(help="comma-separated queue names")] = None,
+    loglevel: str = "INFO",
+    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+) -> None:
+    """Run a Celery worker for swap jobs (threads by default: the work is waiting on HTTP)."""
+    from faceswap_jobs import tasks  # noqa: F401 - registers the task
+    from faceswap_jobs.celery_app import create_app
+
+    settings = _settings()
+    argv = [
+        "worker",
+        f"--pool={pool or settings.worker_pool}",
+        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--queues={queues or f'{settings.interactive_queue},{settings.bulk_queue}'}",
+        f"--loglevel={loglevel}",
+        "--task-events",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    create_app(settings).worker_main(argv)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def emulator(ctx: typer.Context) -> None:
+    """Run the local emulator of the Face Swap API (`faceswap-jobs emulator --help`)."""
+    from faceswap_jobs.emulator import main as emulator_main
+
+    emulator_main(list(ctx.args))
+
+
+@app.command()
+def flower(
+    port: Annotated[int | None, typer.Option()] = None,
+    address: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run Flower with basic auth (FACESWAP_FLOWER_USER / FACESWAP_FLOWER_PASSWORD)."""
+    from faceswap_jobs.celery_app import create_app
+
+    settings = _settings()
+    if settings.flower_password is None:
+        err_console.print("[red]set FACESWAP_FLOWER_PASSWORD: Flower never runs without auth[/red]")
+        raise typer.Exit(2)
+    credentials = f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
+    create_app(settings).start(
+        [
+            "flower",
+            f"--port={port or settings.flower_port}",
+            f"--address={address or settings.flower_host}",
+            f"--basic-auth={credentials}",
+        ]
+    )
+
+
+@app.command()
+def submit(
+    source_image_url: str,
+    target_image_url: str,
+    timeout: Annotated[float | None, typer.Option(help="vendor processing timeout, s")] = None,
+    key: Annotated[str | None, typer.Option("--idempotency-key")] = None,
+    queue: Annotated[str, typer.Option(help="interactive or bulk")] = "interactive",
+    wait: Annotated[float | None, typer.Option(help="wait up to this many seconds")] = None,
+) -> None:
+    """Validate and enqueue one swap; prints the job id (and the result with --wait)."""
+    from faceswap_jobs.producer import Producer
+
+    producer = Producer(_settings())
+    try:
+        job = producer.submit_swap(
+            source_image_url, target_image_url, timeout=timeout, idempotency_key=key, queue=queue
+        )
+    except FaceSwapError as exc:
+        err_console.print(f"[red]refused:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(job.id)
+    if wait is not None:
+        try:
+            result = job.result(timeout=wait)
+        except (FaceSwapError, TimeoutError) as exc:
+            err_console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
+            raise typer.Exit(1) from None
+        console.print_json(result.model_dump_json())
+
+
+@app.command()
+def status(
+    job_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+) -> None:
+    """Show a job: state, attempts, result or last error, and the history of every call."""
+    from faceswap_jobs.producer import Producer
+
+    record = Producer(_settings()).get_job(job_id)
+    if record is None:
+        err_console.print(f"[red]job {job_id} is unknown or has expired[/red]")
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(record.model_dump_json(indent=2) + "\n")
+        return
+    _print_record(record)
+
+
+def _print_record(record: JobRecord) -> None:
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("job", record.id)
+    summary.add_row("state", f"[bold]{record.state}[/bold]")
+    summary.add_row("queue", record.queue)
+    summary.add_row("attempts", f"{record.attempts} counted, {record.calls} call(s) made")
+    if record.result is not None:
+        summary.add_row("image_url", record.result.image_url)
+        summary.add_row(
+            "image",
+            f"{record.result.image_width}x{record.result.image_height}, "
+            f"{record.result.image_size} bytes",
+        )
+    if record.last_error is not None:
+        err = record.last_error
+        summary.add_row(
+            "last error",
+            f"{err.get('status') or '-'} {err.get('code') or '-'}: {err.get('message')}",
+        )
+        summary.add_row("trace_id", str(err.get("trace_id") or "-"))
+    if record.failure_reason:
+        summary.add_row("failed because", record.failure_reason)
+    console.print(summary)
+    if record.history:
+        table = Table("#", "outcome", "counted", "error", "trace_id", "next try in")
+        for attempt in record.history:
+            err = attempt.error or {}
+            table.add_row(
+                str(attempt.number),
+                attempt.outcome,
+                "yes" if attempt.counted else "no",
+                f"{err.get('status') or ''} {err.get('code') or ''}".strip() or "-",
+                str(err.get("trace_id") or "-"),
+                f"{attempt.delay_s:.1f}s" if attempt.delay_s is not None else "-",
+            )
+        console.print(table)
+
+
+@app.command()
+def dlq(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
+    """List the most recently failed jobs (the dead-letter queue)."""
+    from faceswap_jobs.producer import Producer
+
+    producer = Producer(_settings())
+    table = Table("job", "code", "message", "trace_id")
+    for job_id in producer.store.dead_letters(limit):
+        record = producer.get_job(job_id)
+        err = (record.last_error if record else None) or {}
+        table.add_row(
+            job_id, str(err.get("code")), str(err.get("message")), str(err.get("trace_id"))
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    count: Annotated[int, typer.Option(min=1, max=200, help="how many sample swaps")] = 12,
+    output: Annotated[str, typer.Option(help="folder for the swapped PNGs")] = "demo-output",
+    time_scale: Annotated[float, typer.Option(help="emulator time scale (1.0 = 60-120 s)")] = 0.04,
+    hold: Annotated[bool, typer.Option(help="keep Flower up until Ctrl-C")] = False,
+) -> None:
+    """Run the whole system on private local services and a set of sample swaps."""
+    from faceswap_jobs.demo import run_demo
+
+    code = run_demo(_settings(), count=count, output=output, time_scale=time_scale, hold=hold)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

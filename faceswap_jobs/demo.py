@@ -1,0 +1,252 @@
+"""`faceswap-jobs demo`: the whole system on private local services, end to end, in one command.
+
+Starts what is not configured (a private redis-server unless FACESWAP_REDIS_URL is set, the
+emulator unless FACESWAP_API_BASE_URL is set), a worker and Flower; submits sample swaps, shows a
+live progress bar, prints and saves the results, then stops everything it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from PIL import Image, ImageDraw
+from pydantic import SecretStr
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from faceswap_jobs.config import Settings
+from faceswap_jobs.models import JobRecord, JobState
+from faceswap_jobs.producer import Producer
+from faceswap_jobs.sandbox import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    private_redis,
+    python_module,
+    wait_until,
+)
+
+VENDOR_SAMPLES = ("https://cdn.acedata.cloud/n1lmd8.png", "https://cdn.acedata.cloud/3np95r.png")
+"""The documentation's own example images, used when the demo talks to the real API."""
+DEMO_TIMEOUT_S = 900.0
+THUMB_PX = 160
+
+console = Console()
+
+
+def run_demo(settings: Settings, *, count: int, output: str, time_scale: float, hold: bool) -> int:
+    out = Path(output).resolve()
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            return _run(stack, settings, count, out, time_scale, hold)
+        except KeyboardInterrupt:
+            console.print("\n[yellow]interrupted: stopping every process the demo started[/yellow]")
+            return 130
+
+
+def _run(
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    count: int,
+    out: Path,
+    time_scale: float,
+    hold: bool,
+) -> int:
+    env = dict(os.environ)
+    if "redis_url" in settings.model_fields_set:
+        redis_url = settings.redis_url
+        console.print(f"Redis: using FACESWAP_REDIS_URL ({_host_of(redis_url)})")
+    else:
+        redis_url = stack.enter_context(private_redis())
+        console.print(f"Redis: private redis-server at {redis_url}")
+    if "api_base_url" in settings.model_fields_set:
+        api_base, token, samples = settings.api_base_url, settings.api_token, list(VENDOR_SAMPLES)
+        console.print(f"API: {api_base}")
+    else:
+        api_base, token, samples = _start_emulator(stack, env, out, time_scale)
+        console.print(f"API: local emulator at {api_base} (time scale {time_scale:g})")
+    env.update(
+        FACESWAP_REDIS_URL=redis_url,
+        FACESWAP_API_BASE_URL=api_base,
+        FACESWAP_API_TOKEN=token.get_secret_value(),
+        FACESWAP_BACKOFF_BASE_S="0.5",
+    )
+    worker = ManagedProcess(
+        "worker",
+        python_module("faceswap_jobs", "worker", "--hostname", "demo@%h"),
+        out / "logs" / "worker.log",
+        env,
+    )
+    stack.callback(worker.stop)
+    flower_port, flower_password = free_port(), secrets.token_urlsafe(12)
+    flower = ManagedProcess(
+        "flower",
+        python_module("faceswap_jobs", "flower"),
+        out / "logs" / "flower.log",
+        {
+            **env,
+            "FACESWAP_FLOWER_PORT": str(flower_port),
+            "FACESWAP_FLOWER_PASSWORD": flower_password,
+        },
+    )
+    stack.callback(flower.stop)
+    flower_url = f"http://127.0.0.1:{flower_port}"
+
+    producer = Producer(Settings(redis_url=redis_url, api_base_url=api_base, api_token=token))
+    wait_until(
+        lambda: bool(producer.app.control.ping(timeout=0.5)), 60.0, "worker", worker.log_path
+    )
+    wait_until(http_ok(f"{flower_url}/healthcheck"), 60.0, "Flower", flower.log_path)
+    console.print(
+        f"Flower: {flower_url}  (user [bold]{settings.flower_user}[/bold], "
+        f"password [bold]{flower_password}[/bold])"
+    )
+
+    pairs = [(samples[i % len(samples)], samples[(i + 1) % len(samples)]) for i in range(count)]
+    jobs = [
+        producer.submit_swap(src, dst, metadata={"demo_index": i})
+        for i, (src, dst) in enumerate(pairs)
+    ]
+    records = _follow(producer, [job.id for job in jobs])
+    _save(records, out)
+    _print_table(records)
+    ok = sum(r.state is JobState.SUCCEEDED for r in records)
+    console.print(f"{ok}/{len(records)} succeeded; images and results.json in {out}")
+    console.print(
+        f"Flower: {flower_url}  (user {settings.flower_user}, password {flower_password})"
+    )
+    if hold:
+        console.print("Flower stays up; press Ctrl-C to stop everything.")
+        while worker.alive():
+            time.sleep(1.0)
+    return 0 if ok == len(records) else 1
+
+
+def _start_emulator(
+    stack: contextlib.ExitStack, env: dict[str, str], out: Path, time_scale: float
+) -> tuple[str, SecretStr, list[str]]:
+    port, token = free_port(), secrets.token_urlsafe(16)
+    emulator = ManagedProcess(
+        "emulator",
+        python_module("faceswap_jobs.emulator", *_emulator_args(port, token, time_scale)),
+        out / "logs" / "emulator.log",
+        env,
+    )
+    stack.callback(emulator.stop)
+    base = f"http://127.0.0.1:{port}"
+    wait_until(http_ok(f"{base}/_emulator/healthz"), 30.0, "emulator", emulator.log_path)
+    names = requests.get(f"{base}/samples", timeout=5).json()["samples"]
+    return base, SecretStr(token), [f"{base}/samples/{name}" for name in names]
+
+
+def _emulator_args(port: int, token: str, time_scale: float) -> list[str]:
+    """Some injected faults, so the demo shows retries doing their work."""
+    options = {
+        "--port": port,
+        "--tokens": token,
+        "--time-scale": time_scale,
+        "--fault-500": 0.1,
+        "--fault-429": 0.1,
+    }
+    return [str(part) for pair in options.items() for part in pair]
+
+
+def _follow(producer: Producer, job_ids: list[str]) -> list[JobRecord]:
+    columns = (
+        TextColumn("[bold]swaps"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"), TimeElapsedColumn(),
+    )  # fmt: skip
+    deadline = time.monotonic() + DEMO_TIMEOUT_S
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("swaps", total=len(job_ids), detail="")
+        while True:
+            records = [producer.get_job(job_id) for job_id in job_ids]
+            known = [r for r in records if r is not None]
+            done = sum(r.state.finished for r in known)
+            retries = sum(max(0, r.calls - 1) for r in known)
+            progress.update(bar, completed=done, detail=f"{retries} retried call(s)")
+            if done == len(job_ids) or time.monotonic() > deadline:
+                return known
+            time.sleep(0.25)
+
+
+def _save(records: list[JobRecord], out: Path) -> None:
+    rows = []
+    for index, record in enumerate(records):
+        row = json.loads(record.model_dump_json(exclude={"history"}))
+        if record.result is not None:
+            path = out / f"swap-{index:02d}-{record.id[:8]}.png"
+            path.write_bytes(requests.get(record.result.image_url, timeout=30).content)
+            row["saved_as"] = path.name
+        rows.append(row)
+    (out / "results.json").write_text(json.dumps(rows, indent=2))
+    _contact_sheet(records, rows, out)
+
+
+def _contact_sheet(records: list[JobRecord], rows: list[dict[str, Any]], out: Path) -> None:
+    """Source, target and result side by side: quality is judged by eye, not by a table."""
+    sheet = Image.new("RGB", (3 * THUMB_PX, max(1, len(records)) * THUMB_PX), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, (record, row) in enumerate(zip(records, rows, strict=True)):
+        urls = [record.request.source_image_url, record.request.target_image_url]
+        images = [_thumb_from_url(url) for url in urls]
+        images.append(_thumb_from_file(out / row["saved_as"]) if "saved_as" in row else None)
+        for column, image in enumerate(images):
+            if image is not None:
+                sheet.paste(image, (column * THUMB_PX, index * THUMB_PX))
+        if record.state is not JobState.SUCCEEDED:
+            draw.text((2 * THUMB_PX + 8, index * THUMB_PX + 8), str(record.state), fill="red")
+    sheet.save(out / "contact-sheet.png")
+
+
+def _thumb_from_url(url: str) -> Image.Image | None:
+    with contextlib.suppress(requests.RequestException, OSError):
+        response = requests.get(url, timeout=10)
+        response.raise_for_status()
+        return _thumb(Image.open(io.BytesIO(response.content)))
+    return None
+
+
+def _thumb_from_file(path: Path) -> Image.Image | None:
+    with contextlib.suppress(OSError):
+        return _thumb(Image.open(path))
+    return None
+
+
+def _thumb(image: Image.Image) -> Image.Image:
+    image = image.convert("RGB")
+    image.thumbnail((THUMB_PX, THUMB_PX))
+    return image
+
+
+def _print_table(records: list[JobRecord]) -> None:
+    table = Table("job", "state", "attempts", "calls", "latency", "image", "last error")
+    for record in records:
+        result = record.result
+        err = record.last_error or {}
+        table.add_row(
+            record.id[:8],
+            str(record.state),
+            str(record.attempts),
+            str(record.calls),
+            f"{record.latency_s:.1f}s" if record.latency_s is not None else "-",
+            f"{result.image_width}x{result.image_height} {result.image_size} B" if result else "-",
+            f"{err.get('status') or ''} {err.get('code') or ''}".strip() or "-",
+        )
+    console.print(table)
+
+
+def _host_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"

@@ -1,0 +1,157 @@
+"""What a swap request, its result and a job's record look like, and how a request is validated.
+
+Validation happens here, before anything is enqueued, so a bad row costs neither a Redis message
+nor an API call, and the caller gets one clear `InvalidSwapRequest`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest, error_from_dict
+
+MAX_URL_LENGTH = 2048
+"""Characters; longer URLs are refused by most CDNs and would bloat every queued message."""
+MIN_API_TIMEOUT_S = 1.0
+MAX_API_TIMEOUT_S = 600.0
+MAX_METADATA_BYTES = 4096
+"""Size of the metadata serialised as JSON; it lives in the job record, never in the message."""
+
+
+def _check_url(value: str, field: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{field} must be a string")
+    if len(value) > MAX_URL_LENGTH:
+        raise ValueError(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ValueError(f"{field} must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:
+        raise ValueError(f"{field} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{field} must be an http:// or https:// URL with a host")
+    return value
+
+
+class SwapRequest(BaseModel):
+    """The body we send to `POST /face/swap` (without `callback_url`, which the worker adds)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source_image_url: str
+    target_image_url: str
+    timeout: float | None = Field(default=None, ge=MIN_API_TIMEOUT_S, le=MAX_API_TIMEOUT_S)
+
+    @field_validator("source_image_url", "target_image_url", mode="before")
+    @classmethod
+    def _url(cls, value: Any, info: Any) -> str:
+        return _check_url(value, info.field_name)
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> SwapRequest:
+        """Validate untrusted input, turning pydantic's report into one readable error."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'request'}: "
+                f"{err['msg'].removeprefix('Value error, ')}"
+                for err in exc.errors()
+            )
+            raise InvalidSwapRequest(f"invalid swap request: {problems}") from None
+
+    def body(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
+    """Metadata must be a small JSON object: it is stored with the job and exported with results."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise InvalidSwapRequest("metadata must be a JSON object with string keys")
+    try:
+        encoded = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSwapRequest(f"metadata is not JSON-serialisable: {exc}") from None
+    if len(encoded.encode()) > MAX_METADATA_BYTES:
+        raise InvalidSwapRequest(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    return metadata
+
+
+class SwapResult(BaseModel):
+    """The documented success body."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    image_url: str
+    image_width: int | None = None
+    image_height: int | None = None
+    image_size: int | None = None
+    task_id: str | None = None
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRY_WAIT = "retry_wait"
+    WAITING_CALLBACK = "waiting_callback"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class Attempt(BaseModel):
+    """One call to the API (or one interrupted try), as kept in the job's history."""
+
+    number: int
+    started_at: float
+    ended_at: float | None = None
+    outcome: str = "in_progress"
+    """`succeeded`, `retry`, `failed`, `interrupted`, or `in_progress` while the call runs."""
+    counted: bool = True
+    """False for rate-limit deferrals, which do not spend the retry budget."""
+    error: dict[str, Any] | None = None
+    delay_s: float | None = None
+    worker: str | None = None
+
+
+class JobRecord(BaseModel):
+    """A job as stored in Redis: the source of truth for status, result and failure."""
+
+    id: str
+    state: JobState
+    request: SwapRequest
+    queue: str
+    created_at: float
+    updated_at: float
+    idempotency_key: str | None = None
+    batch: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = 0
+    """Counted attempts: calls that spend the retry budget."""
+    calls: int = 0
+    """Every call made to the API for this job, billed or possibly billed."""
+    api_task_id: str | None = None
+    result: SwapResult | None = None
+    last_error: dict[str, Any] | None = None
+    failure_reason: str | None = None
+    history: list[Attempt] = Field(default_factory=list)
+
+    def error(self) -> FaceSwapError | None:
+        return error_from_dict(self.last_error) if self.last_error else None
+
+    @property
+    def latency_s(self) -> float | None:
+        return self.updated_at - self.created_at if self.state.finished else None

@@ -1,0 +1,90 @@
+"""The long-lived objects one process needs (Redis client, job store, API client), built once.
+
+Built lazily and per process id: a prefork child must not reuse sockets opened by its parent.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+
+import redis
+
+from faceswap_jobs.client import FaceSwapClient
+from faceswap_jobs.config import Settings
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.policy import RetryConfig
+from faceswap_jobs.store import JobStore
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=10.0,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+        max_connections=max(16, settings.worker_concurrency + 8),
+    )
+
+
+def job_store(settings: Settings, client: redis.Redis) -> JobStore:
+    return JobStore(
+        client,
+        Keys(settings.key_prefix),
+        job_ttl_s=settings.job_ttl_s,
+        result_ttl_s=settings.result_ttl_s,
+    )
+
+
+def retry_config(settings: Settings) -> RetryConfig:
+    return RetryConfig(
+        max_attempts=settings.max_attempts,
+        deadline_s=settings.deadline_s,
+        backoff_base_s=settings.backoff_base_s,
+        backoff_cap_s=settings.backoff_cap_s,
+        retry_after_cap_s=settings.retry_after_cap_s,
+        max_countdown_s=settings.max_countdown_s,
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    store: JobStore
+    client: FaceSwapClient
+    retry: RetryConfig
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        client = redis_client(settings)
+        return cls(
+            settings=settings,
+            redis=client,
+            store=job_store(settings, client),
+            client=FaceSwapClient(
+                settings.swap_url,
+                settings.api_token.get_secret_value(),
+                connect_timeout_s=settings.connect_timeout_s,
+                read_timeout_s=settings.read_timeout_s,
+                pool_size=settings.worker_concurrency,
+            ),
+            retry=retry_config(settings),
+        )
+
+
+_lock = threading.Lock()
+_runtimes: dict[tuple[int, int], Runtime] = {}
+
+
+def runtime_for(settings: Settings) -> Runtime:
+    """The runtime of this process for these settings, created on first use."""
+    key = (os.getpid(), id(settings))
+    with _lock:
+        if key not in _runtimes:
+            _runtimes[key] = Runtime.build(settings)
+        return _runtimes[key]

@@ -1,0 +1,161 @@
+"""The swap task: thin orchestration of store, client and policy around one API call.
+
+Order matters for money: the job record is checked under a per-job lease before any call, so a
+redelivered or duplicated message never calls the API for a job that already succeeded, and the
+call is counted in the record before it is made, so a crash mid-call still leaves a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from typing import Any
+
+from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from faceswap_jobs.celery_app import SWAP_TASK, settings_of
+from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
+from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.policy import Action, decide
+from faceswap_jobs.runtime import Runtime, runtime_for
+
+log = logging.getLogger(__name__)
+
+LEASE_MARGIN_S = 5.0
+"""Seconds a call lease outlives the hard time limit, so a live call never loses its lease."""
+_HOST = socket.gethostname()
+
+
+@shared_task(
+    bind=True,
+    name=SWAP_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=None,
+)
+def swap(self: Task, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Call the API once for `job_id`, then succeed, fail, or schedule the next try."""
+    rt = runtime_for(settings_of(self.app))
+    record = _load_or_adopt(rt, job_id, request, self.request.delivery_info or {})
+    if record.state is JobState.SUCCEEDED and record.result is not None:
+        return record.result.model_dump()
+    if record.state.finished:
+        raise record.error() or FaceSwapError(f"job {job_id} is {record.state}")
+
+    holder = f"{_HOST}:{uuid.uuid4().hex}"
+    lease_s = rt.settings.time_limit_s + LEASE_MARGIN_S
+    if not rt.store.acquire_lease(job_id, holder, lease_s):
+        wait_s = min(rt.store.lease_ttl_s(job_id) + 1.0, rt.settings.max_countdown_s)
+        log.info(
+            "job %s is being called by another worker; checking again in %.1fs", job_id, wait_s
+        )
+        raise self.retry(countdown=wait_s)
+    try:
+        return _call_under_lease(self, rt, job_id)
+    finally:
+        rt.store.release_lease(job_id, holder)
+
+
+def _load_or_adopt(
+    rt: Runtime, job_id: str, request: dict[str, Any], delivery_info: dict[str, Any]
+) -> JobRecord:
+    """The job's record; a message whose record expired or was never written gets a new one."""
+    record = rt.store.get(job_id)
+    if record is not None:
+        return record
+    now = time.time()
+    adopted = JobRecord(
+        id=job_id,
+        state=JobState.QUEUED,
+        request=SwapRequest.parse(request),
+        queue=str(delivery_info.get("routing_key") or rt.settings.interactive_queue),
+        created_at=now,
+        updated_at=now,
+    )
+    if not rt.store.create(adopted):
+        return rt.store.get(job_id) or adopted
+    rt.store.mark_sent(job_id)
+    return adopted
+
+
+def _call_under_lease(task: Task, rt: Runtime, job_id: str) -> dict[str, Any]:
+    record = rt.store.get(job_id)
+    if record is None:
+        raise FaceSwapError(f"job {job_id} vanished from the store")
+    if record.state is JobState.SUCCEEDED and record.result is not None:
+        return record.result.model_dump()
+    record = _close_interrupted_call(rt, record)
+
+    attempt = Attempt(number=record.calls + 1, started_at=time.time(), worker=_HOST)
+    rt.store.begin_attempt(job_id, attempt)
+    try:
+        try:
+            result = rt.client.swap(record.request)
+        except SoftTimeLimitExceeded:
+            raise AmbiguousCallError(
+                "the soft time limit stopped this call; it may have been billed",
+                None,
+                "soft_time_limit",
+            ) from None
+    except FaceSwapError as exc:
+        _after_failure(task, rt, record, attempt, exc)
+        raise
+    done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
+    rt.store.end_attempt(job_id, done, JobState.SUCCEEDED, result=result)
+    log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1)
+    return result.model_dump()
+
+
+def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:
+    """A call left `in_progress` means its worker died mid-call: it may have been billed."""
+    if not record.history or record.history[-1].outcome != "in_progress":
+        return record
+    lost = AmbiguousCallError(
+        "the worker stopped during this call; it may have been billed", None, "worker_lost"
+    )
+    closed = record.history[-1].model_copy(
+        update={"ended_at": time.time(), "outcome": "interrupted", "error": lost.to_dict()}
+    )
+    rt.store.close_interrupted(record.id, closed)
+    log.warning("job %s: previous call was interrupted (%s); calling again", record.id, lost.code)
+    return record.model_copy(update={"attempts": record.attempts + 1})
+
+
+def _after_failure(
+    task: Task, rt: Runtime, record: JobRecord, attempt: Attempt, exc: FaceSwapError
+) -> None:
+    """Record the failed call and either raise `Retry` or let `exc` fail the task."""
+    now = time.time()
+    counted = not isinstance(exc, RateLimitedError)
+    deferrals = sum(1 for a in record.history if not a.counted) + (0 if counted else 1)
+    decision = decide(
+        exc,
+        attempts=record.attempts + (1 if counted else 0),
+        deferrals=deferrals,
+        started_at=record.created_at,
+        now=now,
+        config=rt.retry,
+        rng=rt.rng,
+    )
+    closed = attempt.model_copy(
+        update={
+            "ended_at": now,
+            "outcome": "failed" if decision.action is Action.FAIL else str(decision.action),
+            "counted": counted,
+            "error": exc.to_dict(),
+            "delay_s": decision.delay_s if decision.action is not Action.FAIL else None,
+        }
+    )
+    if decision.action is Action.FAIL:
+        rt.store.end_attempt(
+            record.id, closed, JobState.FAILED, error=exc.to_dict(), failure_reason=decision.reason
+        )
+        log.warning("job %s failed: %s (%s)", record.id, exc, decision.reason)
+        return
+    rt.store.end_attempt(record.id, closed, JobState.RETRY_WAIT, error=exc.to_dict())
+    level = logging.INFO if decision.action is Action.DEFER else logging.WARNING
+    log.log(level, "job %s: %s; %s in %.1fs", record.id, exc, decision.action, decision.delay_s)
+    raise task.retry(exc=exc, countdown=decision.delay_s)
