@@ -231,18 +231,24 @@ def _thumb(image: Image.Image) -> Image.Image:
 
 
 def _print_table(records: list[JobRecord]) -> None:
-    table = Table("job", "state", "attempts", "calls", "latency", "image", "last error")
+    table = Table("job", "state", "attempts", "calls", "latency", "image", "retried after")
     for record in records:
         result = record.result
-        err = record.last_error or {}
+        retried = {
+            f"{(a.error or {}).get('status') or ''} {(a.error or {}).get('code') or ''}".strip()
+            for a in record.history
+            if a.error
+        }
         table.add_row(
             record.id[:8],
             str(record.state),
             str(record.attempts),
             str(record.calls),
             f"{record.latency_s:.1f}s" if record.latency_s is not None else "-",
-            f"{result.image_width}x{result.image_height} {result.image_size} B" if result else "-",
-            f"{err.get('status') or ''} {err.get('code') or ''}".strip() or "-",
+            f"{result.image_width}x{result.image_height} {(result.image_size or 0) // 1024} KiB"
+            if result
+            else "-",
+            ", ".join(sorted(retried)) or "-",
         )
     console.print(table)
 

@@ -35,6 +35,7 @@ _HOST = socket.gethostname()
     acks_late=True,
     reject_on_worker_lost=True,
     max_retries=None,
+    throws=(FaceSwapError,),
 )
 def swap(self: Task, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
     """Call the API once for `job_id`, then succeed, fail, or schedule the next try."""
@@ -157,5 +158,5 @@ def _after_failure(
         return
     rt.store.end_attempt(record.id, closed, JobState.RETRY_WAIT, error=exc.to_dict())
     level = logging.INFO if decision.action is Action.DEFER else logging.WARNING
-    log.log(level, "job %s: %s; %s in %.1fs", record.id, exc, decision.action, decision.delay_s)
+    log.log(level, "job %s: %s; %s in %.2fs", record.id, exc, decision.action, decision.delay_s)
     raise task.retry(exc=exc, countdown=decision.delay_s)
