@@ -5,13 +5,18 @@ from __future__ import annotations
 import sys
 from typing import Annotated
 
+import redis
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import FaceSwapError
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import Limits
 from faceswap_jobs.models import JobRecord
+from faceswap_jobs.parking import ParkingLot
+from faceswap_jobs.runtime import limits, parking_lot, redis_client
 
 app = typer.Typer(
     help="Face Swap API jobs on Redis + Celery.", no_args_is_help=True, add_completion=False
@@ -39,6 +44,7 @@ def worker(
     """Run a Celery worker for swap jobs (threads by default: the work is waiting on HTTP)."""
     from faceswap_jobs import tasks  # noqa: F401 - registers the task
     from faceswap_jobs.celery_app import create_app
+    from faceswap_jobs.scheduler import SchedulerStep
 
     settings = _settings()
     argv = [
@@ -53,10 +59,15 @@ def worker(
     ]
     if hostname:
         argv.append(f"--hostname={hostname}")
-    create_app(settings).worker_main(argv)
+    celery = create_app(settings)
+    celery.steps["worker"].add(SchedulerStep)
+    celery.worker_main(argv)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
 def emulator(ctx: typer.Context) -> None:
     """Run the local emulator of the Face Swap API (`faceswap-jobs emulator --help`)."""
     from faceswap_jobs.emulator import main as emulator_main
@@ -157,6 +168,8 @@ def _print_record(record: JobRecord) -> None:
         summary.add_row("trace_id", str(err.get("trace_id") or "-"))
     if record.failure_reason:
         summary.add_row("failed because", record.failure_reason)
+    if record.wait_reason and not record.state.finished:
+        summary.add_row("waiting for", record.wait_reason)
     console.print(summary)
     if record.history:
         table = Table("#", "outcome", "counted", "error", "trace_id", "next try in")
@@ -187,6 +200,66 @@ def dlq(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
             job_id, str(err.get("code")), str(err.get("message")), str(err.get("trace_id"))
         )
     console.print(table)
+
+
+def _limits(settings: Settings) -> tuple[Limits, ParkingLot, redis.Redis]:
+    client = redis_client(settings)
+    return limits(settings, client), parking_lot(settings, client), client
+
+
+@app.command("limits")
+def show_limits() -> None:
+    """Show the token's effective rate, pause, in-flight calls, breaker and waiting jobs."""
+    settings = _settings()
+    lim, lot, client = _limits(settings)
+    rate_state = client.hgetall(Keys(settings.key_prefix).rate(lim.token_id))
+    seconds, micros = client.time()
+    now = seconds + micros / 1e6
+    paused_for = max(0.0, float(rate_state.get("paused_until", 0)) - now)
+    breaker = lim.breaker.state()
+    parked, paused = lot.counts()
+    table = Table.grid(padding=(0, 2))
+    table.add_row("token", lim.token_id + "  (sha256 prefix)")
+    table.add_row(
+        "rate",
+        f"{float(rate_state.get('rate', settings.rate_per_s)):.2f}/s effective, "
+        f"{settings.rate_per_s:g}/s ceiling, burst {settings.rate_burst}",
+    )
+    table.add_row("paused", f"{paused_for:.1f}s left" if paused_for else "no")
+    table.add_row("in flight", f"{lim.inflight.in_flight()} / {settings.max_in_flight}")
+    if breaker:
+        probe_in = max(0.0, float(breaker.get("probe_at", now)) - now)
+        detail = "operator pause" if breaker.get("manual") == "1" else f"probe in {probe_in:.0f}s"
+        table.add_row(
+            "breaker",
+            f"[red]{breaker.get('state')}[/red]: {breaker.get('code')} "
+            f"{breaker.get('reason')} ({detail})",
+        )
+    else:
+        table.add_row("breaker", "closed")
+    table.add_row("waiting jobs", f"{parked} parked, {paused} paused by the breaker")
+    for name in (settings.interactive_queue, settings.bulk_queue):
+        table.add_row(f"queue {name}", str(client.llen(name)))
+    console.print(table)
+
+
+@app.command()
+def pause(reason: Annotated[str, typer.Option(help="shown to everyone")] = "operator") -> None:
+    """Stop all calls with this token; jobs wait, nothing fails, until `resume`."""
+    lim, _, _ = _limits(_settings())
+    lim.breaker.pause(reason)
+    console.print(f"token {lim.token_id} paused: {reason}")
+
+
+@app.command()
+def resume() -> None:
+    """Close the token's breaker (operator pause or auth trip) and release its waiting jobs."""
+    lim, lot, _ = _limits(_settings())
+    lim.breaker.resume()
+    released = 0
+    while moved := lot.release_paused(1000):
+        released += moved
+    console.print(f"token {lim.token_id} resumed; {released} paused job(s) released")
 
 
 @app.command()

@@ -213,7 +213,7 @@ class FaceSwapClient:
                 stream=True,
             )
             with response:
-                body = _read_capped(response)
+                body = _read_capped(response, time.monotonic() + self._timeouts[1])
         except FaceSwapError:
             raise
         except requests.exceptions.ConnectTimeout:
@@ -239,13 +239,24 @@ class FaceSwapClient:
         return response.status_code, response.headers, body
 
 
-def _read_capped(response: requests.Response) -> bytes:
+def _read_capped(response: requests.Response, deadline: float) -> bytes:
+    """The body, at most `MAX_BODY_BYTES`, and not trickled out past the read timeout.
+
+    `requests` bounds each socket read, not the whole answer; the deadline bounds the body too,
+    so a call cannot outlive the per-job lease under a pool without time limits (threads).
+    """
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(chunk_size=65536):
+        for chunk in response.iter_content(chunk_size=8192):
             chunks.append(chunk)
             size += len(chunk)
+            if time.monotonic() > deadline:
+                raise AmbiguousCallError(
+                    "answer still arriving at the read timeout; the call may have been billed",
+                    response.status_code,
+                    "read_timeout",
+                )
             if size > MAX_BODY_BYTES:
                 raise MalformedResponseError(
                     f"answer is larger than {MAX_BODY_BYTES} bytes",

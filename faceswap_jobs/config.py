@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8700"
@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     result_ttl_s: float = Field(default=7 * 86400.0, gt=0)
     job_ttl_s: float = Field(default=30 * 86400.0, gt=0)
 
+    rate_per_s: float = Field(default=10.0, gt=0)
+    rate_burst: int = Field(default=1, ge=1)
+    rate_floor_per_s: float = Field(default=0.5, gt=0)
+    rate_decrease_factor: float = Field(default=0.7, gt=0, lt=1)
+    rate_increase_per_s: float = Field(default=0.5, gt=0)
+    interactive_share: float = Field(default=0.2, ge=0, lt=1)
+    max_in_flight: int = Field(default=64, ge=1)
+    lease_ttl_s: float = Field(default=30.0, gt=0)
+    short_wait_s: float = Field(default=2.0, ge=0)
+    breaker_cooldown_s: float = Field(default=60.0, gt=0)
+    breaker_max_cooldown_s: float = Field(default=900.0, gt=0)
+
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1, le=5000)
     interactive_queue: str = "faceswap.interactive"
@@ -51,7 +63,7 @@ class Settings(BaseSettings):
 
     flower_host: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
-    flower_user: str = "admin"
+    flower_user: str = Field(default="admin", pattern=r"^[^:,\s]+$")
     flower_password: SecretStr | None = None
 
     @model_validator(mode="after")
@@ -76,6 +88,19 @@ class Settings(BaseSettings):
         if self.backoff_cap_s > self.max_countdown_s:
             raise ValueError("backoff_cap_s must not exceed max_countdown_s")
         return self
+
+    @field_validator("flower_password")
+    @classmethod
+    def _usable_flower_password(cls, value: SecretStr | None) -> SecretStr | None:
+        """Flower splits its credentials on ',' and ':': such a password would silently break."""
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < 8 or any(ch in secret for ch in ",:") or secret.strip() != secret:
+            raise ValueError(
+                "flower_password must be at least 8 characters, without ',' ':' or edge spaces"
+            )
+        return value
 
     @property
     def swap_url(self) -> str:

@@ -16,6 +16,8 @@ class FaceSwapError(Exception):
     retryable: ClassVar[bool] = False
     ambiguous: ClassVar[bool] = False
     """True when the request may have reached the API and been billed."""
+    opens_breaker: ClassVar[bool] = False
+    """True when the token, not the job, is at fault: the token's work waits, nothing fails."""
 
     def __init__(
         self,
@@ -109,13 +111,19 @@ class BadRequestError(APIStatusError):
 class AuthenticationError(APIStatusError):
     """401 (`invalid_token`, `token_expired`, `no_token`): the token, not the job, is at fault."""
 
+    opens_breaker = True
+
 
 class QuotaExhaustedError(APIStatusError):
     """`used_up`: the account balance is spent."""
 
+    opens_breaker = True
+
 
 class ServiceDisabledError(APIStatusError):
     """`disabled`: the service is switched off for this account."""
+
+    opens_breaker = True
 
 
 class PermissionDeniedError(APIStatusError):

@@ -2,6 +2,7 @@
 
 Celery's own keys (queues named in `Settings`, `celery-task-meta-*`, `unacked*`) are not listed:
 Celery names them. Everything we write lives under `{prefix}:`, so one `SCAN` finds it all.
+Limiter keys carry a hash of the API token (`token_id`), never the token.
 """
 
 from __future__ import annotations
@@ -24,6 +25,36 @@ class Keys:
     def lease(self, job_id: str) -> str:
         """String: who is calling the API for this job now; expires after the hard time limit."""
         return f"{self.prefix}:job:{job_id}:lease"
+
+    def rate(self, token_id: str) -> str:
+        """Hash: GCRA state, effective rate and pause of one API token."""
+        return f"{self.prefix}:rl:{token_id}"
+
+    def bulk_rate(self, token_id: str) -> str:
+        """Hash: the GCRA state of the share of the rate that bulk work may use."""
+        return f"{self.prefix}:rl:{token_id}:bulk"
+
+    def inflight(self, token_id: str) -> str:
+        """Sorted set: in-flight call leases, scored by expiry."""
+        return f"{self.prefix}:inflight:{token_id}"
+
+    def inflight_wake(self, token_id: str) -> str:
+        """List: one entry per released slot, to wake a blocked waiter."""
+        return f"{self.prefix}:inflight:{token_id}:wake"
+
+    def breaker(self, token_id: str) -> str:
+        """Hash: the token's circuit breaker (state, reason, cool-down)."""
+        return f"{self.prefix}:breaker:{token_id}"
+
+    @property
+    def parked(self) -> str:
+        """Sorted set of job ids waiting for a time (score: due, on Redis time)."""
+        return f"{self.prefix}:parked"
+
+    @property
+    def paused(self) -> str:
+        """Sorted set of job ids waiting for a breaker to close (score: when paused)."""
+        return f"{self.prefix}:paused"
 
     @property
     def dead_letters(self) -> str:

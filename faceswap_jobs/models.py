@@ -147,6 +147,8 @@ class JobRecord(BaseModel):
     result: SwapResult | None = None
     last_error: dict[str, Any] | None = None
     failure_reason: str | None = None
+    wait_reason: str | None = None
+    """While paused or parked: what the job waits for (an open breaker, the rate limit...)."""
     history: list[Attempt] = Field(default_factory=list)
 
     def error(self) -> FaceSwapError | None:

@@ -20,6 +20,8 @@ class Action(StrEnum):
     """Call again after `delay_s`; the failed call spent one attempt."""
     DEFER = "defer"
     """Call again after `delay_s`; the API asked us to slow down, no attempt is spent."""
+    PAUSE = "pause"
+    """The token is unusable (auth, balance): hold the job until the breaker closes."""
     FAIL = "fail"
 
 
@@ -93,6 +95,10 @@ def decide(
     `attempts` counts the calls that spent budget so far, including this one if it did;
     `deferrals` counts rate-limit answers so far, including this one if it was one.
     """
+    if error.opens_breaker:
+        return Decision(
+            Action.PAUSE, reason=f"token unusable: {error.code or type(error).__name__}"
+        )
     if not error.retryable:
         return Decision(
             Action.FAIL, reason=f"permanent error: {error.code or type(error).__name__}"

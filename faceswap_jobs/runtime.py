@@ -15,6 +15,8 @@ import redis
 from faceswap_jobs.client import FaceSwapClient
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import Limits, RateConfig
+from faceswap_jobs.parking import ParkingLot
 from faceswap_jobs.policy import RetryConfig
 from faceswap_jobs.store import JobStore
 
@@ -50,6 +52,36 @@ def retry_config(settings: Settings) -> RetryConfig:
     )
 
 
+def parking_lot(settings: Settings, client: redis.Redis) -> ParkingLot:
+    keys = Keys(settings.key_prefix)
+    return ParkingLot(client, keys.parked, keys.paused)
+
+
+def limits(settings: Settings, client: redis.Redis) -> Limits:
+    rate = RateConfig(
+        ceiling_per_s=settings.rate_per_s,
+        burst=settings.rate_burst,
+        floor_per_s=min(settings.rate_floor_per_s, settings.rate_per_s),
+        decrease_factor=settings.rate_decrease_factor,
+        increase_per_s=settings.rate_increase_per_s,
+        pause_base_s=settings.backoff_base_s,
+        pause_cap_s=settings.retry_after_cap_s,
+        bulk_share=1.0 - settings.interactive_share,
+    )
+    return Limits(
+        client,
+        Keys(settings.key_prefix),
+        settings.api_token.get_secret_value(),
+        rate,
+        max_in_flight=settings.max_in_flight,
+        lease_ttl_s=settings.lease_ttl_s,
+        short_wait_s=settings.short_wait_s,
+        probe_lease_s=settings.time_limit_s,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -57,6 +89,8 @@ class Runtime:
     store: JobStore
     client: FaceSwapClient
     retry: RetryConfig
+    limits: Limits
+    parking: ParkingLot
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -74,6 +108,8 @@ class Runtime:
                 pool_size=settings.worker_concurrency,
             ),
             retry=retry_config(settings),
+            limits=limits(settings, client),
+            parking=parking_lot(settings, client),
         )
 
 

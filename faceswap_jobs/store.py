@@ -83,17 +83,17 @@ class JobStore:
         """Count the call before it is made, so a crash mid-call still shows it happened."""
         job, history = self._keys.job(job_id), self._keys.history(job_id)
         pipe = self._r.pipeline(transaction=True)
-        pipe.hset(job, mapping={"state": JobState.RUNNING, "updated_at": attempt.started_at})
+        pipe.hset(
+            job,
+            mapping={
+                "state": JobState.RUNNING,
+                "updated_at": attempt.started_at,
+                "wait_reason": "",
+            },
+        )
         pipe.hincrby(job, "calls", 1)
         pipe.rpush(history, attempt.model_dump_json())
         pipe.pexpire(history, self._job_ttl_ms)
-        pipe.execute()
-
-    def close_interrupted(self, job_id: str, attempt: Attempt) -> None:
-        """Rewrite the last history entry of a call whose worker died; it spent one attempt."""
-        pipe = self._r.pipeline(transaction=True)
-        pipe.lset(self._keys.history(job_id), -1, attempt.model_dump_json())
-        pipe.hincrby(self._keys.job(job_id), "attempts", 1)
         pipe.execute()
 
     def end_attempt(
@@ -105,10 +105,15 @@ class JobStore:
         error: dict[str, Any] | None = None,
         result: SwapResult | None = None,
         failure_reason: str | None = None,
+        wait_reason: str | None = None,
     ) -> None:
         """Close the running attempt and move the job to `state`, atomically."""
         job = self._keys.job(job_id)
-        fields: dict[str, Any] = {"state": state, "updated_at": attempt.ended_at or 0.0}
+        fields: dict[str, Any] = {
+            "state": state,
+            "updated_at": attempt.ended_at or 0.0,
+            "wait_reason": wait_reason or "",
+        }
         if error is not None:
             fields["last_error"] = json.dumps(error)
         if result is not None:
@@ -129,8 +134,12 @@ class JobStore:
             pipe.zadd(self._keys.dead_letters, {job_id: attempt.ended_at or 0.0})
         pipe.execute()
 
-    def set_state(self, job_id: str, state: JobState, now: float) -> None:
-        self._r.hset(self._keys.job(job_id), mapping={"state": state, "updated_at": now})
+    def set_state(self, job_id: str, state: JobState, now: float, reason: str = "") -> None:
+        """Move a job between waiting states; `reason` says what it waits for."""
+        self._r.hset(
+            self._keys.job(job_id),
+            mapping={"state": state, "updated_at": now, "wait_reason": reason},
+        )
 
     def dead_letters(self, limit: int = 100) -> list[str]:
         """Failed job ids, most recent first."""
@@ -158,7 +167,7 @@ def _encode(record: JobRecord) -> dict[str, str]:
 
 
 def _decode(raw: dict[str, str], history: list[str]) -> JobRecord:
-    data: dict[str, Any] = {k: v for k, v in raw.items() if k != "sent"}
+    data: dict[str, Any] = {k: v for k, v in raw.items() if k != "sent" and v != ""}
     for name in _JSON_FIELDS:
         if name in data:
             data[name] = json.loads(data[name])

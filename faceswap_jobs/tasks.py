@@ -1,8 +1,9 @@
-"""The swap task: thin orchestration of store, client and policy around one API call.
+"""The swap task: thin orchestration of store, limits, client and policy around one API call.
 
 Order matters for money: the job record is checked under a per-job lease before any call, so a
 redelivered or duplicated message never calls the API for a job that already succeeded, and the
-call is counted in the record before it is made, so a crash mid-call still leaves a trace.
+call is counted in the record before it is made, so a crash mid-call still leaves a trace. Every
+call passes the global limits first; a job that must wait long is parked outside the broker.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import logging
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from faceswap_jobs.celery_app import SWAP_TASK, settings_of
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
+from faceswap_jobs.limits import Admission
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
 from faceswap_jobs.policy import Action, decide
 from faceswap_jobs.runtime import Runtime, runtime_for
@@ -50,12 +52,10 @@ def swap(self: Task, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
     lease_s = rt.settings.time_limit_s + LEASE_MARGIN_S
     if not rt.store.acquire_lease(job_id, holder, lease_s):
         wait_s = min(rt.store.lease_ttl_s(job_id) + 1.0, rt.settings.max_countdown_s)
-        log.info(
-            "job %s is being called by another worker; checking again in %.1fs", job_id, wait_s
-        )
+        log.info("job %s is being called by another worker; checking in %.1fs", job_id, wait_s)
         raise self.retry(countdown=wait_s)
     try:
-        return _call_under_lease(self, rt, job_id)
+        return _call_under_lease(self, rt, job_id, holder)
     finally:
         rt.store.release_lease(job_id, holder)
 
@@ -82,7 +82,7 @@ def _load_or_adopt(
     return adopted
 
 
-def _call_under_lease(task: Task, rt: Runtime, job_id: str) -> dict[str, Any]:
+def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict[str, Any]:
     record = rt.store.get(job_id)
     if record is None:
         raise FaceSwapError(f"job {job_id} vanished from the store")
@@ -90,6 +90,9 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str) -> dict[str, Any]:
         return record.result.model_dump()
     record = _close_interrupted_call(rt, record)
 
+    admission = rt.limits.admit(holder, bulk=record.queue == rt.settings.bulk_queue)
+    if not admission.admitted:
+        _wait_outside_the_broker(task, rt, record, admission)
     attempt = Attempt(number=record.calls + 1, started_at=time.time(), worker=_HOST)
     rt.store.begin_attempt(job_id, attempt)
     try:
@@ -101,9 +104,12 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str) -> dict[str, Any]:
                 None,
                 "soft_time_limit",
             ) from None
+        finally:
+            rt.limits.release(admission)
     except FaceSwapError as exc:
-        _after_failure(task, rt, record, attempt, exc)
+        _after_failure(task, rt, record, attempt, exc, admission)
         raise
+    rt.limits.on_success(admission)
     done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
     rt.store.end_attempt(job_id, done, JobState.SUCCEEDED, result=result)
     log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1)
@@ -111,26 +117,75 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str) -> dict[str, Any]:
 
 
 def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:
-    """A call left `in_progress` means its worker died mid-call: it may have been billed."""
+    """A call left `in_progress` means its worker died mid-call: it may have been billed.
+
+    It spends one attempt, and the policy decides whether the job may be called again.
+    """
     if not record.history or record.history[-1].outcome != "in_progress":
         return record
     lost = AmbiguousCallError(
         "the worker stopped during this call; it may have been billed", None, "worker_lost"
     )
-    closed = record.history[-1].model_copy(
-        update={"ended_at": time.time(), "outcome": "interrupted", "error": lost.to_dict()}
+    now = time.time()
+    decision = decide(
+        lost,
+        attempts=record.attempts + 1,
+        deferrals=sum(1 for a in record.history if not a.counted),
+        started_at=record.created_at,
+        now=now,
+        config=rt.retry,
+        rng=rt.rng,
     )
-    rt.store.close_interrupted(record.id, closed)
+    closed = record.history[-1].model_copy(
+        update={"ended_at": now, "outcome": "interrupted", "error": lost.to_dict()}
+    )
+    if decision.action is Action.FAIL:
+        rt.store.end_attempt(
+            record.id, closed, JobState.FAILED, error=lost.to_dict(), failure_reason=decision.reason
+        )
+        log.warning("job %s failed: %s (%s)", record.id, lost, decision.reason)
+        raise lost
+    rt.store.end_attempt(record.id, closed, JobState.RETRY_WAIT, error=lost.to_dict())
     log.warning("job %s: previous call was interrupted (%s); calling again", record.id, lost.code)
     return record.model_copy(update={"attempts": record.attempts + 1})
 
 
-def _after_failure(
-    task: Task, rt: Runtime, record: JobRecord, attempt: Attempt, exc: FaceSwapError
-) -> None:
-    """Record the failed call and either raise `Retry` or let `exc` fail the task."""
+def _wait_outside_the_broker(
+    task: Task, rt: Runtime, record: JobRecord, admission: Admission
+) -> NoReturn:
+    """Park (until a time) or pause (until the breaker closes) the job, and let the message go."""
     now = time.time()
-    counted = not isinstance(exc, RateLimitedError)
+    if admission.paused:
+        rt.store.set_state(
+            record.id, JobState.PAUSED, now, reason=f"breaker open: {admission.reason}"
+        )
+        rt.parking.pause(record.id)
+        log.info("job %s paused: breaker open (%s)", record.id, admission.reason)
+    else:
+        rt.store.set_state(record.id, JobState.RETRY_WAIT, now, reason=admission.reason)
+        rt.parking.park(record.id, admission.defer_s)
+        log.debug("job %s parked %.2fs: %s", record.id, admission.defer_s, admission.reason)
+    task.send_event("task-retried", exception=f"waiting: {admission.reason}", traceback="")
+    raise Ignore()
+
+
+def _after_failure(
+    task: Task,
+    rt: Runtime,
+    record: JobRecord,
+    attempt: Attempt,
+    exc: FaceSwapError,
+    admission: Admission,
+) -> None:
+    """Tell the limits, record the failed call, and either raise `Retry` / `Ignore` or return."""
+    if isinstance(exc, RateLimitedError):
+        rt.limits.on_rate_limited(admission, exc.retry_after_s)
+    elif exc.opens_breaker:
+        rt.limits.on_token_failure(exc.message, exc.code)
+    else:
+        rt.limits.on_other_outcome(admission)
+    now = time.time()
+    counted = not (isinstance(exc, RateLimitedError) or exc.opens_breaker)
     deferrals = sum(1 for a in record.history if not a.counted) + (0 if counted else 1)
     decision = decide(
         exc,
@@ -147,7 +202,9 @@ def _after_failure(
             "outcome": "failed" if decision.action is Action.FAIL else str(decision.action),
             "counted": counted,
             "error": exc.to_dict(),
-            "delay_s": decision.delay_s if decision.action is not Action.FAIL else None,
+            "delay_s": decision.delay_s
+            if decision.action in (Action.RETRY, Action.DEFER)
+            else None,
         }
     )
     if decision.action is Action.FAIL:
@@ -156,6 +213,13 @@ def _after_failure(
         )
         log.warning("job %s failed: %s (%s)", record.id, exc, decision.reason)
         return
+    if decision.action is Action.PAUSE:
+        rt.store.end_attempt(
+            record.id, closed, JobState.PAUSED, error=exc.to_dict(), wait_reason=decision.reason
+        )
+        rt.parking.pause(record.id)
+        task.send_event("task-retried", exception=f"paused: {decision.reason}", traceback="")
+        raise Ignore()
     rt.store.end_attempt(record.id, closed, JobState.RETRY_WAIT, error=exc.to_dict())
     level = logging.INFO if decision.action is Action.DEFER else logging.WARNING
     log.log(level, "job %s: %s; %s in %.2fs", record.id, exc, decision.action, decision.delay_s)

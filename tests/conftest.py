@@ -46,7 +46,10 @@ WORKER_ENV = {
     "FACESWAP_TIME_LIMIT_S": "7",
     "FACESWAP_VISIBILITY_TIMEOUT_S": "60",
     "FACESWAP_MAX_COUNTDOWN_S": "20",
-    "FACESWAP_RETRY_AFTER_CAP_S": "2",
+    "FACESWAP_RETRY_AFTER_CAP_S": "0.2",
+    "FACESWAP_RATE_PER_S": "1000",
+    "FACESWAP_RATE_FLOOR_PER_S": "100",
+    "FACESWAP_MAX_IN_FLIGHT": "500",
 }
 
 
@@ -104,6 +107,7 @@ class Stack:
             **WORKER_ENV,
             "FACESWAP_REDIS_URL": self.redis_url,
             "FACESWAP_API_BASE_URL": self.emulator.base_url,
+            "FACESWAP_KEY_PREFIX": self.producer.settings.key_prefix,
             **extra,
         }
 
@@ -123,6 +127,10 @@ class Stack:
             worker.log_path,
         )
         return worker
+
+    def stop_workers(self) -> None:
+        while self.workers:
+            self.workers.pop().stop(grace_s=15.0)
 
     def wait_finished(self, job_ids: list[str], timeout_s: float = 120.0) -> list[JobRecord]:
         """Wait until every job is finished; returns their records in order."""
@@ -189,14 +197,20 @@ def settings(redis_url: str, emulator: Emulator) -> Settings:
 
 @pytest.fixture(scope="module")
 def stack(
-    redis_url: str, emulator: Emulator, settings: Settings, logs_dir: Path
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    emulator: Emulator,
+    settings: Settings,
+    logs_dir: Path,
 ) -> Iterator[Stack]:
-    stack = Stack(redis_url, emulator, logs_dir, Producer(settings))
+    """Workers for one test module, with a key prefix of its own (limiter state included)."""
+    prefix = "t-" + request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    producer = Producer(settings.model_copy(update={"key_prefix": prefix}))
+    stack = Stack(redis_url, emulator, logs_dir, producer)
     try:
         yield stack
     finally:
-        for worker in stack.workers:
-            worker.stop(grace_s=15.0)
+        stack.stop_workers()
 
 
 @pytest.fixture

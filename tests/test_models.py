@@ -90,3 +90,9 @@ def test_settings_never_print_the_token() -> None:
     settings = Settings(api_token="very-secret-token-value", flower_password="pw-secret-value")
     assert "very-secret-token-value" not in repr(settings)
     assert "pw-secret-value" not in str(settings)
+
+
+@pytest.mark.parametrize("password", ["", "short", "has,comma-123", "has:colon-123", " padded-pw "])
+def test_flower_password_must_survive_flowers_credential_format(password: str) -> None:
+    with pytest.raises(ValueError, match="flower_password"):
+        Settings(flower_password=password)

@@ -60,11 +60,6 @@ def _decide(error: FaceSwapError, attempts: int = 1, deferrals: int = 0, started
         BadRequestError("bad", 400, "bad_request"),
         BadRequestError("mismatch", 400, "token_mismatched"),
         BadRequestError("nope", 400, "api_not_implemented"),
-        AuthenticationError("bad token", 401, "invalid_token"),
-        AuthenticationError("expired", 401, "token_expired"),
-        AuthenticationError("none", 401, "no_token"),
-        QuotaExhaustedError("used up", 403, "used_up"),
-        ServiceDisabledError("disabled", 403, "disabled"),
         PermissionDeniedError("moderated", 403, None),
     ],
 )
@@ -72,6 +67,23 @@ def test_permanent_errors_fail_at_once(error: FaceSwapError) -> None:
     decision = _decide(error, attempts=1)
     assert decision.action is Action.FAIL
     assert decision.reason.startswith("permanent error")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        AuthenticationError("bad token", 401, "invalid_token"),
+        AuthenticationError("expired", 401, "token_expired"),
+        AuthenticationError("none", 401, "no_token"),
+        QuotaExhaustedError("used up", 403, "used_up"),
+        ServiceDisabledError("disabled", 403, "disabled"),
+    ],
+)
+def test_token_failures_pause_the_job_whatever_its_budget(error: FaceSwapError) -> None:
+    for attempts in (1, CONFIG.max_attempts):
+        decision = _decide(error, attempts=attempts)
+        assert decision.action is Action.PAUSE
+        assert decision.reason == f"token unusable: {error.code}"
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import requests
 from celery.result import AsyncResult
 from PIL import Image
 
-from faceswap_jobs.errors import AuthenticationError, BadRequestError, InvalidSwapRequest
+from faceswap_jobs.errors import BadRequestError, InvalidSwapRequest, PermissionDeniedError
 from faceswap_jobs.models import JobState
 from tests.conftest import Emulator, Stack, unique_tag
 
@@ -83,7 +83,7 @@ def test_200_jobs_through_500s_and_429s_all_succeed_and_every_call_is_accounted(
 
 @pytest.mark.parametrize(
     ("status", "code", "error_type"),
-    [(400, "bad_request", BadRequestError), (401, "invalid_token", AuthenticationError)],
+    [(400, "bad_request", BadRequestError), (403, "content_moderated", PermissionDeniedError)],
 )
 def test_permanent_errors_are_called_once_and_fail_with_code_and_trace_id(
     worker: Stack, fresh: Emulator, status: int, code: str, error_type: type

@@ -1,0 +1,148 @@
+"""Staying inside the provider's limits across every worker: rate, in-flight cap and breaker.
+
+`Limits.admit` is the one gate before a call: breaker, then an in-flight slot, then a rate slot
+(sleeping when the slot is near, deferring the job when it is not). What a call's outcome means
+for the token is reported back through `on_success`, `on_rate_limited` and `on_token_failure`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+import redis
+
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
+from faceswap_jobs.limits.inflight import InflightSemaphore
+from faceswap_jobs.limits.rate import RateConfig, RateLimiter
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Admission", "CircuitBreaker", "Limits", "RateConfig", "Verdict", "token_id"]
+
+
+def token_id(token: str) -> str:
+    """What names a token in Redis keys and logs: a short hash, never the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Admission:
+    lease: str | None = None
+    """The in-flight lease to release after the call; None when the call may not go now."""
+    probe: bool = False
+    """This call is the breaker's half-open probe."""
+    defer_s: float = 0.0
+    paused: bool = False
+    """The token's breaker is open: the job waits for it to close, its budget untouched."""
+    reason: str = ""
+
+    @property
+    def admitted(self) -> bool:
+        return self.lease is not None
+
+
+class Limits:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        token: str,
+        rate: RateConfig,
+        *,
+        max_in_flight: int,
+        lease_ttl_s: float,
+        short_wait_s: float,
+        probe_lease_s: float,
+        breaker_cooldown_s: float,
+        breaker_max_cooldown_s: float,
+    ) -> None:
+        self.token_id = tid = token_id(token)
+        self.rate = RateLimiter(client, keys.rate(tid), keys.bulk_rate(tid), rate)
+        self.inflight = InflightSemaphore(
+            client, keys.inflight(tid), keys.inflight_wake(tid), max_in_flight, lease_ttl_s
+        )
+        self.breaker = CircuitBreaker(
+            client,
+            keys.breaker(tid),
+            cooldown_s=breaker_cooldown_s,
+            max_cooldown_s=breaker_max_cooldown_s,
+        )
+        self.short_wait_s = short_wait_s
+        self.probe_lease_s = probe_lease_s
+        self._keeper: threading.Thread | None = None
+        self._keeper_lock = threading.Lock()
+
+    def admit(self, caller: str, *, bulk: bool) -> Admission:
+        verdict = self.breaker.check(caller, self.probe_lease_s)
+        if verdict.state == "open":
+            return Admission(paused=True, defer_s=verdict.retry_in_s, reason=verdict.reason)
+        probe = verdict.state == "probe"
+        self._ensure_keeper()
+        lease = self.inflight.acquire(timeout_s=self.short_wait_s)
+        if lease is None:
+            return Admission(defer_s=self.short_wait_s, reason="in-flight cap reached")
+        grant = self.rate.acquire(max_wait_s=self.short_wait_s, bulk=bulk)
+        if not grant.granted:
+            self.inflight.release(lease)
+            return Admission(defer_s=grant.wait_s, reason="rate limit")
+        if grant.wait_s > 0:
+            time.sleep(grant.wait_s)
+            paused_s = self.rate.paused_for_s()
+            if paused_s > 0:
+                self.inflight.release(lease)
+                return Admission(defer_s=paused_s, reason="provider asked to slow down")
+        return Admission(lease=lease, probe=probe)
+
+    def release(self, admission: Admission) -> None:
+        if admission.lease is not None:
+            self.inflight.release(admission.lease)
+
+    def on_success(self, admission: Admission) -> None:
+        self.rate.on_success()
+        if admission.probe and self.breaker.close():
+            log.warning("token %s: probe succeeded, breaker closed", self.token_id)
+
+    def on_other_outcome(self, admission: Admission) -> None:
+        """The token was accepted (the answer was not an auth failure): a probe closes."""
+        if admission.probe and self.breaker.close():
+            log.warning("token %s: probe got through, breaker closed", self.token_id)
+
+    def on_rate_limited(self, admission: Admission, retry_after_s: float | None) -> float:
+        pause_s, rate = self.rate.on_rate_limited(retry_after_s)
+        log.info("token %s: 429, paused %.2fs, rate now %.2f/s", self.token_id, pause_s, rate)
+        self.on_other_outcome(admission)
+        return pause_s
+
+    def on_token_failure(self, reason: str, code: str | None) -> float:
+        cooldown_s = self.breaker.trip(reason, code)
+        log.warning(
+            "token %s: breaker open (%s: %s); its jobs wait, probe in %.0fs",
+            self.token_id,
+            code,
+            reason,
+            cooldown_s,
+        )
+        return cooldown_s
+
+    def _ensure_keeper(self) -> None:
+        """Start, once per process, the thread that renews this process's in-flight leases."""
+        with self._keeper_lock:
+            if self._keeper is None or not self._keeper.is_alive():
+                self._keeper = threading.Thread(
+                    target=self._keep_leases, name="faceswap-lease-keeper", daemon=True
+                )
+                self._keeper.start()
+
+    def _keep_leases(self) -> None:
+        period_s = max(0.5, self.inflight.lease_ttl_s / 3)
+        while True:
+            time.sleep(period_s)
+            try:
+                self.inflight.renew_held()
+            except redis.RedisError as exc:
+                log.warning("could not renew in-flight leases: %s", exc)

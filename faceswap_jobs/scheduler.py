@@ -1,0 +1,99 @@
+"""The worker's scheduler thread: sends parked jobs back when due and lets paused jobs go.
+
+It runs in every worker's main process (a Celery bootstep), so parked work needs no extra
+service; claims in the parking lot keep two schedulers from sending the same job twice, and a
+scheduler that dies mid-send only delays its claimed jobs by the claim length.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, ClassVar
+
+import redis
+from celery import Celery, bootsteps
+
+from faceswap_jobs.celery_app import SWAP_TASK, settings_of
+from faceswap_jobs.models import JobState
+from faceswap_jobs.runtime import Runtime, runtime_for
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5
+CLAIM_S = 60.0
+"""How long a claimed job is hidden from other schedulers while this one sends it."""
+BATCH = 500
+"""Most jobs sent or released per tick, so one tick stays short."""
+
+
+class Scheduler:
+    def __init__(self, app: Celery, rt: Runtime) -> None:
+        self.app, self.rt = app, rt
+
+    def tick(self) -> int:
+        """One pass; returns how many jobs were sent back to their queue."""
+        sent = 0
+        now = time.time()
+        for job_id, claim in self.rt.parking.claim_due(BATCH, CLAIM_S):
+            record = self.rt.store.get(job_id)
+            if record is not None and not record.state.finished:
+                self.rt.store.set_state(job_id, JobState.QUEUED, now)
+                self.app.send_task(
+                    SWAP_TASK,
+                    args=[job_id, record.request.body()],
+                    task_id=job_id,
+                    queue=record.queue,
+                    routing_key=record.queue,
+                )
+                sent += 1
+            self.rt.parking.done(job_id, claim)
+        self._release_paused()
+        return sent
+
+    def _release_paused(self) -> None:
+        _, paused = self.rt.parking.counts()
+        if not paused:
+            return
+        breaker = self.rt.limits.breaker.state()
+        if not breaker:
+            released = self.rt.parking.release_paused(BATCH)
+            log.info("breaker closed: %d paused job(s) go back to their queue", released)
+            return
+        if breaker.get("manual") == "1" or breaker.get("state") != "open":
+            return
+        seconds, micros = self.rt.redis.time()
+        if float(breaker.get("probe_at", "inf")) <= seconds + micros / 1e6:
+            self.rt.parking.release_paused(1)
+            log.info("breaker cool-down over: one paused job goes as the probe")
+
+
+class SchedulerStep(bootsteps.StartStopStep):
+    """Runs `Scheduler.tick` every `TICK_S` in a daemon thread of the worker's main process."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, worker: Any) -> None:
+        scheduler = Scheduler(worker.app, runtime_for(settings_of(worker.app)))
+        self._thread = threading.Thread(
+            target=self._run, args=(scheduler,), name="faceswap-scheduler", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, worker: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def _run(self, scheduler: Scheduler) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                scheduler.tick()
+            except redis.RedisError as exc:
+                log.warning("scheduler tick failed, trying again: %s", exc)

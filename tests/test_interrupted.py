@@ -1,0 +1,57 @@
+"""A call interrupted by a dead worker spends budget, and the policy decides what follows."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from faceswap_jobs.config import Settings
+from faceswap_jobs.errors import AmbiguousCallError
+from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.runtime import Runtime
+from faceswap_jobs.tasks import _close_interrupted_call
+from tests.conftest import unique_tag
+
+
+def _job_with_a_dead_call(rt: Runtime, attempts: int) -> JobRecord:
+    now = time.time()
+    record = JobRecord(
+        id=unique_tag(),
+        state=JobState.QUEUED,
+        request=SwapRequest.parse(
+            {"source_image_url": "https://x/a.png", "target_image_url": "https://x/b.png"}
+        ),
+        queue="faceswap.interactive",
+        created_at=now,
+        updated_at=now,
+        attempts=attempts,
+    )
+    rt.store.create(record)
+    rt.store.begin_attempt(record.id, Attempt(number=1, started_at=now))
+    stored = rt.store.get(record.id)
+    assert stored is not None
+    return stored
+
+
+@pytest.mark.parametrize(("max_attempts", "ends"), [(1, JobState.FAILED), (3, JobState.RETRY_WAIT)])
+def test_interrupted_call_spends_an_attempt_and_asks_the_policy(
+    settings: Settings, max_attempts: int, ends: JobState
+) -> None:
+    rt = Runtime.build(settings.model_copy(update={"max_attempts": max_attempts}))
+    record = _job_with_a_dead_call(rt, attempts=0)
+
+    if ends is JobState.FAILED:
+        with pytest.raises(AmbiguousCallError):
+            _close_interrupted_call(rt, record)
+    else:
+        assert _close_interrupted_call(rt, record).attempts == 1
+
+    stored = rt.store.get(record.id)
+    assert stored is not None
+    assert stored.state is ends
+    assert stored.attempts == 1
+    assert [a.outcome for a in stored.history] == ["interrupted"]
+    assert stored.history[0].error is not None
+    assert stored.history[0].error["code"] == "worker_lost"
+    assert (record.id in rt.store.dead_letters()) is (ends is JobState.FAILED)

@@ -1,0 +1,264 @@
+"""Global limits on real Redis: rate fidelity, lease recovery, the breaker, 429 storms."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits.inflight import InflightSemaphore
+from faceswap_jobs.limits.rate import RateConfig, RateLimiter
+from faceswap_jobs.models import JobState
+from faceswap_jobs.sandbox import wait_until
+from tests.conftest import Emulator, Stack, unique_tag
+
+pytestmark = pytest.mark.integration
+
+
+def max_calls_in_any_window(times: list[float], window_s: float = 1.0) -> int:
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window_s:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def cli(stack: Stack, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "faceswap_jobs", *args],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
+def test_gcra_spaces_calls_and_reports_the_wait(redis_client: redis.Redis) -> None:
+    keys = Keys(f"gcra-{unique_tag()}")
+    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), RateConfig(10.0))
+
+    first = limiter.acquire(max_wait_s=0.0)
+    second = limiter.acquire(max_wait_s=0.0)
+    reserved = limiter.acquire(max_wait_s=1.0)
+
+    assert first.granted and first.wait_s == 0.0
+    assert not second.granted and 0.0 < second.wait_s <= 0.1
+    assert reserved.granted and 0.0 < reserved.wait_s <= 0.1
+
+
+def test_bulk_work_cannot_take_the_interactive_share(redis_client: redis.Redis) -> None:
+    keys = Keys(f"share-{unique_tag()}")
+    config = RateConfig(1.0, burst=5, bulk_share=0.5)
+    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
+
+    bulk = [limiter.acquire(max_wait_s=0.0, bulk=True).granted for _ in range(10)]
+    interactive = [limiter.acquire(max_wait_s=0.0).granted for _ in range(10)]
+
+    assert sum(bulk) == 2
+    assert sum(interactive) == 3
+
+
+def test_429_pauses_and_lowers_the_rate_then_success_raises_it(redis_client: redis.Redis) -> None:
+    keys = Keys(f"aimd-{unique_tag()}")
+    config = RateConfig(10.0, decrease_factor=0.5, increase_per_s=5.0, pause_cap_s=30.0)
+    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
+
+    pause_s, rate = limiter.on_rate_limited(retry_after_s=20.0)
+    _, rate_again = limiter.on_rate_limited(retry_after_s=20.0)
+    during_pause = limiter.acquire(max_wait_s=1.0)
+    raised = limiter.on_success()
+
+    assert 19.0 < pause_s <= 20.0
+    assert rate == rate_again == 5.0
+    assert not during_pause.granted and during_pause.wait_s > 19.0
+    assert raised == pytest.approx(6.0)
+    assert limiter.paused_for_s() > 19.0
+
+
+HOLDER = """
+import sys, time, redis
+from faceswap_jobs.limits.inflight import InflightSemaphore
+client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
+semaphore = InflightSemaphore(client, sys.argv[2], sys.argv[3], 2, 1.0)
+assert semaphore.acquire(1) and semaphore.acquire(1)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_killed_holders_slot_comes_back_with_its_lease(
+    redis_client: redis.Redis, redis_url: str
+) -> None:
+    keys = Keys(f"lease-{unique_tag()}")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, redis_url, keys.inflight("t"), keys.inflight_wake("t")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    semaphore = InflightSemaphore(redis_client, keys.inflight("t"), keys.inflight_wake("t"), 2, 1.0)
+
+    refused, _ = semaphore.try_acquire()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    recovered = semaphore.acquire(timeout_s=10.0)
+
+    assert refused is None
+    assert recovered is not None
+    assert semaphore.in_flight() == 1
+
+
+def test_a_renewed_lease_outlives_its_ttl(redis_client: redis.Redis) -> None:
+    keys = Keys(f"renew-{unique_tag()}")
+    semaphore = InflightSemaphore(redis_client, keys.inflight("t"), keys.inflight_wake("t"), 1, 0.5)
+    lease = semaphore.acquire(timeout_s=1.0)
+    for _ in range(4):
+        time.sleep(0.25)
+        assert semaphore.renew_held() == 1
+    assert lease is not None
+    assert semaphore.try_acquire() == (None, pytest.approx(0.5, abs=0.5))
+    semaphore.release(lease)
+    assert semaphore.try_acquire()[0] is not None
+
+
+def test_two_worker_processes_share_one_rate(stack: Stack, emulator: Emulator) -> None:
+    emulator.reset(rate_per_s=20.0, burst=20.0)
+    env = {"FACESWAP_RATE_PER_S": "20", "FACESWAP_RATE_BURST": "1"}
+    stack.start_worker("rate-a", "--concurrency=4", **env)
+    stack.start_worker("rate-b", "--concurrency=4", **env)
+    tag = unique_tag()
+
+    jobs = [
+        stack.producer.submit_swap(
+            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
+        )
+        for i in range(100)
+    ]
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
+    stack.stop_workers()
+
+    calls = emulator.calls_for(tag)
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 100}
+    assert collections.Counter(c["outcome"] for c in calls) == {"success": 100}
+    assert max_calls_in_any_window([c["time"] for c in calls]) <= 20 + 1
+
+
+def test_429_storm_leaves_every_attempt_count_untouched(stack: Stack, emulator: Emulator) -> None:
+    emulator.reset(fault_429=1.0, retry_after_s=1.0)
+    stack.start_worker("storm", "--concurrency=8")
+    tag = unique_tag()
+    jobs = [
+        stack.producer.submit_swap(
+            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
+        )
+        for i in range(20)
+    ]
+    wait_until(lambda: len(emulator.calls_for(tag)) >= 20, 30.0, "the storm", None)
+
+    emulator.configure(fault_429=0.0)
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
+    stack.stop_workers()
+
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 20}
+    assert all(r.attempts == 1 for r in records)
+    deferred = [a for r in records for a in r.history if not a.counted]
+    assert len(deferred) >= 20
+    assert {a.error["code"] for a in deferred if a.error} == {"too_many_requests"}
+    assert sum(r.calls for r in records) == len(emulator.calls_for(tag))
+
+
+def test_breaker_opens_on_401_pauses_jobs_and_resume_drains_them(
+    stack: Stack, emulator: Emulator
+) -> None:
+    tag = unique_tag()
+    emulator.reset(
+        rules=[{"source_contains": tag, "status": 401, "code": "invalid_token",
+                "message": "bad token", "times": None}]
+    )  # fmt: skip
+    stack.start_worker("breaker", "--concurrency=2", FACESWAP_BREAKER_COOLDOWN_S="600")
+    jobs = [
+        stack.producer.submit_swap(
+            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
+        )
+        for i in range(10)
+    ]
+
+    def all_paused() -> bool:
+        return all(job.status() is JobState.PAUSED for job in jobs)
+
+    wait_until(all_paused, 60.0, "every job to pause", None)
+    calls = emulator.calls_for(tag)
+    assert 1 <= len(calls) <= 2
+    assert {c["outcome"] for c in calls} == {"rule"}
+    shown = cli(stack, "status", jobs[0].id)
+    assert "paused" in shown and "invalid_token" in shown
+    limits_view = cli(stack, "limits")
+    assert "open" in limits_view and "invalid_token" in limits_view and "10 paused" in limits_view
+
+    emulator.configure(rules=[])
+    assert "10 paused job(s) released" in cli(stack, "resume")
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=60)
+    stack.stop_workers()
+
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 10}
+    assert all(r.attempts == 1 for r in records)
+    assert collections.Counter(c["outcome"] for c in emulator.calls_for(tag)) == {
+        "rule": len(calls),
+        "success": 10,
+    }
+
+
+def test_half_open_probe_closes_the_breaker_by_itself(stack: Stack, emulator: Emulator) -> None:
+    tag = unique_tag()
+    emulator.reset(
+        rules=[{"source_contains": tag, "status": 401, "code": "token_expired",
+                "message": "expired", "times": 1}]
+    )  # fmt: skip
+    stack.start_worker("probe", "--concurrency=1", FACESWAP_BREAKER_COOLDOWN_S="1")
+    jobs = [
+        stack.producer.submit_swap(
+            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
+        )
+        for i in range(5)
+    ]
+
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=60)
+    stack.stop_workers()
+
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 5}
+    outcomes = collections.Counter(c["outcome"] for c in emulator.calls_for(tag))
+    assert outcomes == {"rule": 1, "success": 5}
+    assert "closed" in cli(stack, "limits")
+
+
+def test_operator_pause_holds_work_until_resume(stack: Stack, emulator: Emulator) -> None:
+    emulator.reset()
+    cli(stack, "pause", "--reason", "maintenance")
+    stack.start_worker("operator", "--concurrency=2")
+    tag = unique_tag()
+    jobs = [
+        stack.producer.submit_swap(
+            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
+        )
+        for i in range(3)
+    ]
+    wait_until(lambda: all(j.status() is JobState.PAUSED for j in jobs), 30.0, "pause", None)
+    assert emulator.calls_for(tag) == []
+    assert "maintenance" in cli(stack, "status", jobs[0].id)
+
+    cli(stack, "resume")
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=60)
+    stack.stop_workers()
+
+    assert [r.state for r in records] == [JobState.SUCCEEDED] * 3
+    assert len(emulator.calls_for(tag)) == 3
