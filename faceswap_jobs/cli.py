@@ -263,6 +263,27 @@ def resume() -> None:
 
 
 @app.command()
+def metrics(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 9808,
+    address: Annotated[str, typer.Option()] = "127.0.0.1",
+) -> None:
+    """Serve Prometheus metrics (calls, jobs, rate, in-flight, breaker, queues) read from Redis."""
+    from prometheus_client import REGISTRY, start_http_server
+
+    from faceswap_jobs.metrics import RedisStatsCollector
+
+    settings = _settings()
+    lim, lot, client = _limits(settings)
+    REGISTRY.register(RedisStatsCollector(settings, client, lim, lot))
+    server, thread = start_http_server(port, addr=address)
+    console.print(f"metrics on http://{address}:{port}/metrics")
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+@app.command()
 def demo(
     count: Annotated[int, typer.Option(min=1, max=200, help="how many sample swaps")] = 12,
     output: Annotated[str, typer.Option(help="folder for the swapped PNGs")] = "demo-output",

@@ -57,6 +57,11 @@ class Keys:
         return f"{self.prefix}:paused"
 
     @property
+    def stats(self) -> str:
+        """Hash of counters every worker increments (calls by outcome, jobs by end state)."""
+        return f"{self.prefix}:stats"
+
+    @property
     def dead_letters(self) -> str:
         """Sorted set of failed job ids scored by failure time (the dead-letter queue)."""
         return f"{self.prefix}:dlq"

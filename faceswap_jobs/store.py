@@ -132,6 +132,9 @@ class JobStore:
             pipe.pexpire(self._keys.history(job_id), self._result_ttl_ms)
         if state is JobState.FAILED:
             pipe.zadd(self._keys.dead_letters, {job_id: attempt.ended_at or 0.0})
+        pipe.hincrby(self._keys.stats, f"calls:{attempt.outcome}", 1)
+        if state.finished:
+            pipe.hincrby(self._keys.stats, f"jobs:{state}", 1)
         pipe.execute()
 
     def set_state(self, job_id: str, state: JobState, now: float, reason: str = "") -> None:

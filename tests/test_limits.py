@@ -11,13 +11,15 @@ import time
 
 import pytest
 import redis
+import requests
 
 from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import token_id
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
 from faceswap_jobs.models import JobState
-from faceswap_jobs.sandbox import wait_until
-from tests.conftest import Emulator, Stack, unique_tag
+from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
+from tests.conftest import API_TOKEN, Emulator, Stack, unique_tag
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +89,7 @@ def test_429_pauses_and_lowers_the_rate_then_success_raises_it(redis_client: red
 
 HOLDER = """
 import sys, time, redis
+from faceswap_jobs.limits import token_id
 from faceswap_jobs.limits.inflight import InflightSemaphore
 client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 semaphore = InflightSemaphore(client, sys.argv[2], sys.argv[3], 2, 1.0)
@@ -262,3 +265,50 @@ def test_operator_pause_holds_work_until_resume(stack: Stack, emulator: Emulator
 
     assert [r.state for r in records] == [JobState.SUCCEEDED] * 3
     assert len(emulator.calls_for(tag)) == 3
+
+
+def scrape(url: str) -> dict[str, float]:
+    samples = {}
+    for line in requests.get(url, timeout=5).text.splitlines():
+        if line.startswith("faceswap_"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples
+
+
+def test_metrics_exporter_counts_calls_and_shows_limits(stack: Stack, emulator: Emulator) -> None:
+    emulator.reset()
+    port = free_port()
+    exporter = ManagedProcess(
+        "metrics",
+        python_module("faceswap_jobs", "metrics", "--port", str(port)),
+        stack.logs / "metrics.log",
+        stack.env(),
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until(http_ok(url), 30.0, "metrics exporter", exporter.log_path)
+        before = scrape(url)
+        stack.start_worker("metrics", "--concurrency=2")
+        tag = unique_tag()
+        jobs = [
+            stack.producer.submit_swap(
+                emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
+            )
+            for i in range(3)
+        ]
+        stack.wait_finished([job.id for job in jobs], timeout_s=60)
+        stack.stop_workers()
+        after = scrape(url)
+    finally:
+        exporter.stop()
+
+    succeeded = 'faceswap_calls_total{outcome="succeeded"}'
+    assert after[succeeded] - before.get(succeeded, 0.0) == 3
+    finished = 'faceswap_jobs_finished_total{state="succeeded"}'
+    assert after[finished] - before.get(finished, 0.0) == 3
+    token = f'{{token="{token_id(API_TOKEN)}"}}'
+    assert after[f"faceswap_breaker_state{token}"] == 0
+    assert after[f"faceswap_rate_ceiling_per_second{token}"] == 1000
+    assert after[f"faceswap_in_flight{token}"] == 0
+    assert after['faceswap_jobs_waiting{why="paused"}'] == 0

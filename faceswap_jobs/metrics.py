@@ -1,0 +1,91 @@
+"""Prometheus metrics read from Redis at scrape time.
+
+Why at scrape time and from Redis: every worker (thread, prefork child or host) already writes
+its outcomes and limiter state there, so one exporter gives the global picture with no
+multiprocess registry and nothing lost when a worker restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from faceswap_jobs.config import Settings
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import Limits
+from faceswap_jobs.parking import ParkingLot
+
+BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
+
+
+class RedisStatsCollector(Collector):
+    def __init__(
+        self, settings: Settings, client: redis.Redis, limits: Limits, parking: ParkingLot
+    ) -> None:
+        self.settings, self._r, self._limits, self._parking = settings, client, limits, parking
+        self._keys = Keys(settings.key_prefix)
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        stats = self._r.hgetall(self._keys.stats)
+        calls = CounterMetricFamily(
+            "faceswap_calls", "API calls by outcome (succeeded, retry, defer, pause, ...)",
+            labels=["outcome"],
+        )  # fmt: skip
+        jobs = CounterMetricFamily("faceswap_jobs_finished", "Jobs by end state", labels=["state"])
+        for field, value in sorted(stats.items()):
+            kind, _, name = field.partition(":")
+            if kind == "calls":
+                calls.add_metric([name], float(value))
+            elif kind == "jobs":
+                jobs.add_metric([name], float(value))
+        yield calls
+        yield jobs
+        yield from self._limit_gauges()
+        yield from self._queue_gauges()
+
+    def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
+        token = self._limits.token_id
+        state = self._r.hgetall(self._keys.rate(token))
+        seconds, micros = self._r.time()
+        now = seconds + micros / 1e6
+        rate = float(state.get("rate", self.settings.rate_per_s))
+        paused_s = max(0.0, float(state.get("paused_until", 0)) - now)
+        breaker = self._limits.breaker.state().get("state", "closed")
+        for name, doc, value in (
+            ("faceswap_rate_effective_per_second", "Effective rate of the token", rate),
+            (
+                "faceswap_rate_ceiling_per_second",
+                "Configured rate ceiling",
+                self.settings.rate_per_s,
+            ),
+            ("faceswap_rate_paused_seconds", "Seconds the token stays paused", paused_s),
+            (
+                "faceswap_in_flight",
+                "Calls in flight for the token",
+                self._limits.inflight.in_flight(),
+            ),
+            ("faceswap_in_flight_cap", "Cap on calls in flight", self.settings.max_in_flight),
+            ("faceswap_breaker_state", "0 closed, 1 open, 2 half-open", BREAKER_STATES[breaker]),
+        ):
+            gauge = GaugeMetricFamily(name, doc, labels=["token"])
+            gauge.add_metric([token], float(value))
+            yield gauge
+
+    def _queue_gauges(self) -> Iterator[GaugeMetricFamily]:
+        parked, paused = self._parking.counts()
+        waiting = GaugeMetricFamily(
+            "faceswap_jobs_waiting", "Jobs parked or paused", labels=["why"]
+        )
+        waiting.add_metric(["parked"], parked)
+        waiting.add_metric(["paused"], paused)
+        yield waiting
+        queued = GaugeMetricFamily("faceswap_queue_length", "Messages in a queue", labels=["queue"])
+        for name in (self.settings.interactive_queue, self.settings.bulk_queue):
+            queued.add_metric([name], self._r.llen(name))
+        yield queued
+        dlq = GaugeMetricFamily("faceswap_dead_letters", "Jobs in the dead-letter queue")
+        dlq.add_metric([], self._r.zcard(self._keys.dead_letters))
+        yield dlq
