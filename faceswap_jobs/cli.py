@@ -263,6 +263,33 @@ def resume() -> None:
 
 
 @app.command()
+def webhook(
+    port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    host: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Run the callback receiver (needs FACESWAP_WEBHOOK_SECRET)."""
+    import uvicorn
+
+    from faceswap_jobs.webhook import create_webhook_app
+
+    settings = _settings()
+    try:
+        receiver = create_webhook_app(settings)
+    except ValueError as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        receiver,
+        host=host or settings.webhook_host,
+        port=port or settings.webhook_port,
+        backlog=4096,
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+    )
+
+
+@app.command()
 def metrics(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 9808,
     address: Annotated[str, typer.Option()] = "127.0.0.1",

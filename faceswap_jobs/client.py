@@ -111,6 +111,13 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes, now: floa
     return cls(message, status, code, trace_id, retry_after, None)
 
 
+def callback_error(payload: dict[str, Any]) -> APIError:
+    """The typed error a `success: false` callback body means; unknown codes are transient."""
+    code, message, trace_id = _error_fields(payload, b"")
+    cls = _CODE_ERRORS.get(code or "", ServerError)
+    return cls(message, None, code, trace_id, None, None)
+
+
 def interpret(status: int, headers: Mapping[str, str], body: bytes, now: float) -> dict[str, Any]:
     """The success body as a dict, or raise the typed error the answer means."""
     if not 200 <= status < 300:

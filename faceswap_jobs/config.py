@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     breaker_cooldown_s: float = Field(default=60.0, gt=0)
     breaker_max_cooldown_s: float = Field(default=900.0, gt=0)
 
+    callback_base_url: str | None = None
+    """When set, calls use the API's callback mode and results arrive at this receiver."""
+    webhook_secret: SecretStr | None = None
+    callback_wait_s: float = Field(default=300.0, gt=0)
+    webhook_host: str = "127.0.0.1"
+    webhook_port: int = Field(default=8800, ge=1, le=65535)
+    webhook_max_body_bytes: int = Field(default=65536, ge=1024)
+
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int = Field(default=32, ge=1, le=5000)
     interactive_queue: str = "faceswap.interactive"
@@ -87,6 +95,12 @@ class Settings(BaseSettings):
             raise ValueError("retry_after_cap_s must not exceed max_countdown_s")
         if self.backoff_cap_s > self.max_countdown_s:
             raise ValueError("backoff_cap_s must not exceed max_countdown_s")
+        if self.callback_base_url is not None:
+            if not self.callback_base_url.startswith(("http://", "https://")):
+                raise ValueError("callback_base_url must be an http:// or https:// URL")
+            secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+            if len(secret) < 16:
+                raise ValueError("callback mode needs webhook_secret of at least 16 characters")
         return self
 
     @field_validator("flower_password")

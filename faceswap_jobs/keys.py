@@ -57,6 +57,11 @@ class Keys:
         return f"{self.prefix}:paused"
 
     @property
+    def awaiting_callback(self) -> str:
+        """Sorted set of job ids waiting for a callback, scored by when to give up on it."""
+        return f"{self.prefix}:callbacks:waiting"
+
+    @property
     def stats(self) -> str:
         """Hash of counters every worker increments (calls by outcome, jobs by end state)."""
         return f"{self.prefix}:stats"

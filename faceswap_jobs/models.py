@@ -119,7 +119,8 @@ class Attempt(BaseModel):
     started_at: float
     ended_at: float | None = None
     outcome: str = "in_progress"
-    """`succeeded`, `retry`, `failed`, `interrupted`, or `in_progress` while the call runs."""
+    """`succeeded`, `retry`, `defer`, `pause`, `failed`, `interrupted`, `in_progress` while the
+    call runs, or `accepted` while a callback-mode call waits for its callback."""
     counted: bool = True
     """False for rate-limit deferrals, which do not spend the retry budget."""
     error: dict[str, Any] | None = None
@@ -144,6 +145,10 @@ class JobRecord(BaseModel):
     calls: int = 0
     """Every call made to the API for this job, billed or possibly billed."""
     api_task_id: str | None = None
+    token_id: str | None = None
+    """Callback mode: which token's limits the waiting call counts against (a hash)."""
+    inflight_lease: str | None = None
+    """Callback mode: the in-flight slot held until the callback arrives."""
     result: SwapResult | None = None
     last_error: dict[str, Any] | None = None
     failure_reason: str | None = None

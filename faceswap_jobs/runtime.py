@@ -11,13 +11,16 @@ import threading
 from dataclasses import dataclass, field
 
 import redis
+from celery import Celery
 
+from faceswap_jobs.celery_app import settings_of
 from faceswap_jobs.client import FaceSwapClient
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits, RateConfig
 from faceswap_jobs.parking import ParkingLot
 from faceswap_jobs.policy import RetryConfig
+from faceswap_jobs.settlement import Settlement
 from faceswap_jobs.store import JobStore
 
 
@@ -82,6 +85,20 @@ def limits(settings: Settings, client: redis.Redis) -> Limits:
     )
 
 
+def settlement(settings: Settings, client: redis.Redis, app: Celery) -> Settlement:
+    return Settlement(
+        client,
+        Keys(settings.key_prefix),
+        job_store(settings, client),
+        parking_lot(settings, client),
+        retry_config(settings),
+        app,
+        result_ttl_s=settings.result_ttl_s,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+        breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
+    )
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -91,10 +108,11 @@ class Runtime:
     retry: RetryConfig
     limits: Limits
     parking: ParkingLot
+    settlement: Settlement
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, app: Celery) -> Runtime:
         client = redis_client(settings)
         return cls(
             settings=settings,
@@ -110,6 +128,7 @@ class Runtime:
             retry=retry_config(settings),
             limits=limits(settings, client),
             parking=parking_lot(settings, client),
+            settlement=settlement(settings, client, app),
         )
 
 
@@ -117,10 +136,10 @@ _lock = threading.Lock()
 _runtimes: dict[tuple[int, int], Runtime] = {}
 
 
-def runtime_for(settings: Settings) -> Runtime:
-    """The runtime of this process for these settings, created on first use."""
-    key = (os.getpid(), id(settings))
+def runtime_for(app: Celery) -> Runtime:
+    """The runtime of this process for this app, created on first use."""
+    key = (os.getpid(), id(app))
     with _lock:
         if key not in _runtimes:
-            _runtimes[key] = Runtime.build(settings)
+            _runtimes[key] = Runtime.build(settings_of(app), app)
         return _runtimes[key]

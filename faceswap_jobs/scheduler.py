@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import redis
 from celery import Celery, bootsteps
 
-from faceswap_jobs.celery_app import SWAP_TASK, settings_of
+from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.models import JobState
 from faceswap_jobs.runtime import Runtime, runtime_for
 
@@ -50,6 +50,7 @@ class Scheduler:
                 sent += 1
             self.rt.parking.done(job_id, claim)
         self._release_paused()
+        self.rt.settlement.reconcile()
         return sent
 
     def _release_paused(self) -> None:
@@ -80,7 +81,7 @@ class SchedulerStep(bootsteps.StartStopStep):
         self._thread: threading.Thread | None = None
 
     def start(self, worker: Any) -> None:
-        scheduler = Scheduler(worker.app, runtime_for(settings_of(worker.app)))
+        scheduler = Scheduler(worker.app, runtime_for(worker.app))
         self._thread = threading.Thread(
             target=self._run, args=(scheduler,), name="faceswap-scheduler", daemon=True
         )

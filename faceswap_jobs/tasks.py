@@ -17,12 +17,13 @@ from typing import Any, NoReturn
 from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
-from faceswap_jobs.celery_app import SWAP_TASK, settings_of
+from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
 from faceswap_jobs.limits import Admission
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
 from faceswap_jobs.policy import Action, decide
 from faceswap_jobs.runtime import Runtime, runtime_for
+from faceswap_jobs.signing import callback_url
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ _HOST = socket.gethostname()
 )
 def swap(self: Task, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
     """Call the API once for `job_id`, then succeed, fail, or schedule the next try."""
-    rt = runtime_for(settings_of(self.app))
+    rt = runtime_for(self.app)
     record = _load_or_adopt(rt, job_id, request, self.request.delivery_info or {})
     if record.state is JobState.SUCCEEDED and record.result is not None:
         return record.result.model_dump()
@@ -95,25 +96,57 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         _wait_outside_the_broker(task, rt, record, admission)
     attempt = Attempt(number=record.calls + 1, started_at=time.time(), worker=_HOST)
     rt.store.begin_attempt(job_id, attempt)
+    callback_base, secret = rt.settings.callback_base_url, rt.settings.webhook_secret
     try:
         try:
-            result = rt.client.swap(record.request)
+            if callback_base and secret:
+                url = callback_url(callback_base, secret.get_secret_value(), job_id)
+                api_task_id = rt.client.submit(record.request, url)
+            else:
+                result = rt.client.swap(record.request)
         except SoftTimeLimitExceeded:
             raise AmbiguousCallError(
                 "the soft time limit stopped this call; it may have been billed",
                 None,
                 "soft_time_limit",
             ) from None
-        finally:
-            rt.limits.release(admission)
     except FaceSwapError as exc:
+        rt.limits.release(admission)
         _after_failure(task, rt, record, attempt, exc, admission)
         raise
+    if callback_base:
+        _await_callback(task, rt, record, attempt, api_task_id, admission)
+    rt.limits.release(admission)
     rt.limits.on_success(admission)
     done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
     rt.store.end_attempt(job_id, done, JobState.SUCCEEDED, result=result)
     log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1)
     return result.model_dump()
+
+
+def _await_callback(
+    task: Task,
+    rt: Runtime,
+    record: JobRecord,
+    attempt: Attempt,
+    api_task_id: str,
+    admission: Admission,
+) -> NoReturn:
+    """The API accepted the job: keep its in-flight slot until the callback, free the worker."""
+    rt.limits.on_success(admission)
+    wait_s = rt.settings.callback_wait_s
+    rt.limits.hold(admission, wait_s + LEASE_MARGIN_S)
+    if rt.settlement.accept(
+        record.id, attempt, api_task_id, wait_s, admission.lease or "", rt.limits.token_id
+    ):
+        log.info("job %s accepted as API task %s; waiting for its callback", record.id, api_task_id)
+        task.send_event(
+            "task-retried", exception=f"waiting: callback for {api_task_id}", traceback=""
+        )
+    else:
+        rt.limits.release(admission)
+        log.info("job %s was settled by a callback before its submission was recorded", record.id)
+    raise Ignore()
 
 
 def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:

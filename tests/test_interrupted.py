@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import AmbiguousCallError
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
@@ -38,7 +39,8 @@ def _job_with_a_dead_call(rt: Runtime, attempts: int) -> JobRecord:
 def test_interrupted_call_spends_an_attempt_and_asks_the_policy(
     settings: Settings, max_attempts: int, ends: JobState
 ) -> None:
-    rt = Runtime.build(settings.model_copy(update={"max_attempts": max_attempts}))
+    changed = settings.model_copy(update={"max_attempts": max_attempts})
+    rt = Runtime.build(changed, create_app(changed))
     record = _job_with_a_dead_call(rt, attempts=0)
 
     if ends is JobState.FAILED:

@@ -102,6 +102,11 @@ class Limits:
         if admission.lease is not None:
             self.inflight.release(admission.lease)
 
+    def hold(self, admission: Admission, ttl_s: float) -> None:
+        """Keep the call's in-flight slot until its callback settles it (or `ttl_s` passes)."""
+        if admission.lease is not None:
+            self.inflight.hold(admission.lease, ttl_s)
+
     def on_success(self, admission: Admission) -> None:
         self.rate.on_success()
         if admission.probe and self.breaker.close():

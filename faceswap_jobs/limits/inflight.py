@@ -102,6 +102,13 @@ class InflightSemaphore:
             self._held.discard(lease)
         self._release(keys=[self._key, self._wake_key], args=[lease, WAKE_LIST_MAX])
 
+    def hold(self, lease: str, ttl_s: float) -> None:
+        """Keep a slot for `ttl_s` without this process renewing it (a call that awaits its
+        callback: the receiver or the reconciler releases it, or it lapses)."""
+        with self._held_lock:
+            self._held.discard(lease)
+        self._renew(keys=[self._key], args=[ttl_s, lease])
+
     def renew_held(self) -> int:
         """Renew every lease this process holds; a call longer than one lease keeps its slot."""
         with self._held_lock:

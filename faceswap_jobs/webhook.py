@@ -1,0 +1,95 @@
+"""The webhook receiver: where the API POSTs callback-mode results (`faceswap-jobs webhook`).
+
+It answers fast and does little: check the per-job signature before reading the body, bound and
+parse the body, then let `Settlement` apply it in one atomic step. A client's mistake gets a 4xx
+with a reason, never a 500; an unknown or finished job gets a 200 that changes nothing, so the
+sender stops retrying.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from faceswap_jobs.celery_app import create_app
+from faceswap_jobs.config import Settings
+from faceswap_jobs.runtime import redis_client, settlement
+from faceswap_jobs.signing import SIGNATURE_PARAM, verify
+
+log = logging.getLogger(__name__)
+
+MAX_JOB_ID_CHARS = 128
+
+
+def _refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"ok": False, "error": message}, status_code=status)
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is larger than `limit` (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+def create_webhook_app(settings: Settings) -> Starlette:
+    if settings.webhook_secret is None:
+        raise ValueError("the webhook receiver needs FACESWAP_WEBHOOK_SECRET")
+    secret = settings.webhook_secret.get_secret_value()
+    client = redis_client(settings)
+    settle = settlement(settings, client, create_app(settings))
+
+    async def receive(request: Request) -> JSONResponse:
+        job_id = request.path_params["job_id"]
+        signature = request.query_params.get(SIGNATURE_PARAM)
+        if not signature:
+            return _refuse(401, "missing signature")
+        if len(job_id) > MAX_JOB_ID_CHARS or not verify(secret, job_id, signature):
+            return _refuse(403, "bad signature")
+        body = await _read_bounded(request, settings.webhook_max_body_bytes)
+        if body is None:
+            return _refuse(413, f"body larger than {settings.webhook_max_body_bytes} bytes")
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            return _refuse(400, "body is not JSON")
+        if not isinstance(payload, dict) or not isinstance(payload.get("success"), bool):
+            return _refuse(400, "body must be a JSON object with a boolean 'success'")
+        try:
+            settled = await run_in_threadpool(settle.on_callback, job_id, payload)
+        except redis.RedisError as exc:
+            log.warning("callback for job %s not stored, Redis unavailable: %s", job_id, exc)
+            return _refuse(503, "storage unavailable, send again later")
+        return JSONResponse({"ok": True, "outcome": settled.outcome})
+
+    async def healthz(_: Request) -> JSONResponse:
+        await run_in_threadpool(client.ping)
+        return JSONResponse({"ok": True})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        client.close()
+
+    return Starlette(
+        routes=[
+            Route("/callbacks/{job_id}", receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
