@@ -47,10 +47,12 @@ def worker(
     from faceswap_jobs.scheduler import SchedulerStep
 
     settings = _settings()
+    if concurrency is not None:
+        settings = settings.model_copy(update={"worker_concurrency": concurrency})
     argv = [
         "worker",
         f"--pool={pool or settings.worker_pool}",
-        f"--concurrency={concurrency or settings.worker_concurrency}",
+        f"--concurrency={settings.concurrency}",
         f"--queues={queues or f'{settings.interactive_queue},{settings.bulk_queue}'}",
         f"--loglevel={loglevel}",
         "--task-events",

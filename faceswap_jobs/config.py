@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8700"
 """The local emulator's default address; the real service is https://api.acedata.cloud."""
 
+MAX_SYNC_THREADS = 2000
+"""Beyond this a single worker process spends more on thread switching than it saves."""
+CALLBACK_MODE_THREADS = 32
+
 
 class Settings(BaseSettings):
     """Configuration for producers, workers, the CLI and Flower (`FACESWAP_*` or `.env`)."""
@@ -65,7 +69,8 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
-    worker_concurrency: int = Field(default=32, ge=1, le=5000)
+    worker_concurrency: int | None = Field(default=None, ge=1, le=5000)
+    """Threads (or processes) per worker; unset = sized from `max_in_flight` (see `concurrency`)."""
     interactive_queue: str = "faceswap.interactive"
     bulk_queue: str = "faceswap.bulk"
 
@@ -115,6 +120,16 @@ class Settings(BaseSettings):
                 "flower_password must be at least 8 characters, without ',' ':' or edge spaces"
             )
         return value
+
+    @property
+    def concurrency(self) -> int:
+        """Threads per worker. A sync call holds its thread for the whole swap, so a worker needs
+        one per call it may have in flight; in callback mode a thread only submits, so few do."""
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency
+        if self.callback_base_url is not None:
+            return min(self.max_in_flight, CALLBACK_MODE_THREADS)
+        return min(self.max_in_flight, MAX_SYNC_THREADS)
 
     @property
     def swap_url(self) -> str:

@@ -35,6 +35,10 @@ class RedisStatsCollector(Collector):
             labels=["outcome"],
         )  # fmt: skip
         jobs = CounterMetricFamily("faceswap_jobs_finished", "Jobs by end state", labels=["state"])
+        lost = CounterMetricFamily(
+            "faceswap_callbacks_lost", "Callbacks given up on by the reconciler"
+        )
+        lost.add_metric([], float(stats.get("callbacks:lost", 0)))
         for field, value in sorted(stats.items()):
             kind, _, name = field.partition(":")
             if kind == "calls":
@@ -43,6 +47,7 @@ class RedisStatsCollector(Collector):
                 jobs.add_metric([name], float(value))
         yield calls
         yield jobs
+        yield lost
         yield from self._limit_gauges()
         yield from self._queue_gauges()
 

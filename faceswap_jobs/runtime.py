@@ -31,7 +31,7 @@ def redis_client(settings: Settings) -> redis.Redis:
         socket_timeout=10.0,
         socket_connect_timeout=5.0,
         health_check_interval=30,
-        max_connections=max(16, settings.worker_concurrency + 8),
+        max_connections=max(16, settings.concurrency + 8),
     )
 
 
@@ -123,7 +123,7 @@ class Runtime:
                 settings.api_token.get_secret_value(),
                 connect_timeout_s=settings.connect_timeout_s,
                 read_timeout_s=settings.read_timeout_s,
-                pool_size=settings.worker_concurrency,
+                pool_size=settings.concurrency,
             ),
             retry=retry_config(settings),
             limits=limits(settings, client),

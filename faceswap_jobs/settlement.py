@@ -169,6 +169,7 @@ class Settlement:
                 "callback_lost",
             )
             if self._fail_or_retry(record, lost).outcome != "ignored":
+                self._r.hincrby(self._keys.stats, "callbacks:lost", 1)
                 settled += 1
         return settled
 

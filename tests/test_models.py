@@ -96,3 +96,25 @@ def test_settings_never_print_the_token() -> None:
 def test_flower_password_must_survive_flowers_credential_format(password: str) -> None:
     with pytest.raises(ValueError, match="flower_password"):
         Settings(flower_password=password)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "threads"),
+    [
+        ({}, 64),
+        ({"max_in_flight": 5000}, 2000),
+        ({"worker_concurrency": 7}, 7),
+        (
+            {"callback_base_url": "http://hooks.example", "webhook_secret": "s" * 16,
+             "max_in_flight": 5000},
+            32,
+        ),
+    ],
+)  # fmt: skip
+def test_worker_threads_are_sized_from_the_in_flight_cap(overrides: dict, threads: int) -> None:
+    assert Settings(**overrides).concurrency == threads
+
+
+def test_callback_mode_needs_a_real_secret() -> None:
+    with pytest.raises(ValueError, match="webhook_secret"):
+        Settings(callback_base_url="http://hooks.example", webhook_secret="short")
