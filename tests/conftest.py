@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +21,8 @@ import redis
 import requests
 
 from faceswap_jobs.config import Settings
-from faceswap_jobs.models import JobRecord
-from faceswap_jobs.producer import Producer
+from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.producer import Producer, SwapJob
 from faceswap_jobs.sandbox import (
     ManagedProcess,
     free_port,
@@ -29,6 +31,7 @@ from faceswap_jobs.sandbox import (
     python_module,
     wait_until,
 )
+from faceswap_jobs.store import JobStore
 
 API_TOKEN = "test-token-3f9a1c7e5b2d4086"
 """Distinctive, so a test can grep for it anywhere it must not be."""
@@ -127,6 +130,26 @@ class Stack:
             worker.log_path,
         )
         return worker
+
+    def submit_tagged(self, tag: str, count: int) -> list[SwapJob]:
+        """`count` jobs whose source URL carries `tag-i`, so ledger calls map to each job."""
+        return [
+            self.producer.submit_swap(
+                self.emulator.sample("astronaut.png", f"{tag}-{i}"), self.emulator.sample()
+            )
+            for i in range(count)
+        ]
+
+    def cli(self, *args: str) -> str:
+        """Run `faceswap-jobs ARGS` as an operator would, with this stack's settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "faceswap_jobs", *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
 
     def stop_workers(self) -> None:
         while self.workers:
@@ -229,3 +252,22 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 def unique_tag() -> str:
     return f"t{time.monotonic_ns()}"
+
+
+def running_job(store: JobStore) -> tuple[JobRecord, Attempt]:
+    """A job whose call has started and not ended, as a worker leaves it mid-call."""
+    now = time.time()
+    record = JobRecord(
+        id=unique_tag(),
+        state=JobState.QUEUED,
+        request=SwapRequest.parse(
+            {"source_image_url": "https://x/a.png", "target_image_url": "https://x/b.png"}
+        ),
+        queue="faceswap.interactive",
+        created_at=now,
+        updated_at=now,
+    )
+    store.create(record)
+    attempt = Attempt(number=1, started_at=now)
+    store.begin_attempt(record.id, attempt)
+    return record, attempt

@@ -12,10 +12,10 @@ import redis
 import requests
 from celery.result import AsyncResult
 
-from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.models import JobState
 from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 from faceswap_jobs.signing import callback_url, sign
-from tests.conftest import Emulator, Stack, unique_tag
+from tests.conftest import Emulator, Stack, running_job, unique_tag
 
 pytestmark = pytest.mark.integration
 SECRET = "webhook-secret-5a1f9c3e7d"
@@ -66,20 +66,11 @@ def worker(stack: Stack, receiver: Receiver) -> Stack:
     return stack
 
 
-def submit(stack: Stack, emulator: Emulator, tag: str, count: int) -> list:
-    return [
-        stack.producer.submit_swap(
-            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-        )
-        for i in range(count)
-    ]
-
-
 def test_callback_mode_end_to_end(
     worker: Stack, fresh: Emulator, redis_client: redis.Redis
 ) -> None:
     tag = unique_tag()
-    jobs = submit(worker, fresh, tag, 10)
+    jobs = worker.submit_tagged(tag, 10)
 
     results = [job.result(timeout=60) for job in jobs]
 
@@ -100,7 +91,7 @@ def test_callback_mode_end_to_end(
 def test_duplicate_callbacks_change_nothing(worker: Stack, fresh: Emulator) -> None:
     fresh.configure(callback_duplicate=1.0)
     tag = unique_tag()
-    jobs = submit(worker, fresh, tag, 5)
+    jobs = worker.submit_tagged(tag, 5)
 
     records = worker.wait_finished([job.id for job in jobs], timeout_s=60)
     wait_until(
@@ -164,20 +155,7 @@ def test_callback_before_the_submission_is_recorded_is_not_lost(
     from faceswap_jobs.runtime import Runtime
 
     rt = Runtime.build(worker.producer.settings, worker.producer.app)
-    now = time.time()
-    record = JobRecord(
-        id=str(uuid.uuid4()),
-        state=JobState.QUEUED,
-        request=SwapRequest.parse(
-            {"source_image_url": "https://x/a.png", "target_image_url": "https://x/b.png"}
-        ),
-        queue="faceswap.interactive",
-        created_at=now,
-        updated_at=now,
-    )
-    rt.store.create(record)
-    attempt = Attempt(number=1, started_at=now)
-    rt.store.begin_attempt(record.id, attempt)
+    record, attempt = running_job(rt.store)
 
     early = requests.post(
         receiver.url(record.id),
@@ -198,7 +176,7 @@ def test_callback_before_the_submission_is_recorded_is_not_lost(
 def test_lost_callback_is_recovered_by_the_reconciler(worker: Stack, fresh: Emulator) -> None:
     fresh.configure(callback_loss=1.0)
     tag = unique_tag()
-    job = submit(worker, fresh, tag, 1)[0]
+    job = worker.submit_tagged(tag, 1)[0]
     wait_until(lambda: job.record().history[0].outcome == "retry", 30.0, "the reconciler", None)
     fresh.configure(callback_loss=0.0)
 
@@ -221,7 +199,7 @@ def test_receiver_restarted_mid_flight_loses_no_job(
 ) -> None:
     fresh.configure(callback_delay_s=1500.0)
     tag = unique_tag()
-    jobs = submit(worker, fresh, tag, 6)
+    jobs = worker.submit_tagged(tag, 6)
     wait_until(
         lambda: all(j.status() is JobState.WAITING_CALLBACK for j in jobs), 30.0, "acceptance", None
     )

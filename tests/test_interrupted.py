@@ -2,37 +2,15 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import AmbiguousCallError
-from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.models import JobState
 from faceswap_jobs.runtime import Runtime
 from faceswap_jobs.tasks import _close_interrupted_call
-from tests.conftest import unique_tag
-
-
-def _job_with_a_dead_call(rt: Runtime, attempts: int) -> JobRecord:
-    now = time.time()
-    record = JobRecord(
-        id=unique_tag(),
-        state=JobState.QUEUED,
-        request=SwapRequest.parse(
-            {"source_image_url": "https://x/a.png", "target_image_url": "https://x/b.png"}
-        ),
-        queue="faceswap.interactive",
-        created_at=now,
-        updated_at=now,
-        attempts=attempts,
-    )
-    rt.store.create(record)
-    rt.store.begin_attempt(record.id, Attempt(number=1, started_at=now))
-    stored = rt.store.get(record.id)
-    assert stored is not None
-    return stored
+from tests.conftest import running_job
 
 
 @pytest.mark.parametrize(("max_attempts", "ends"), [(1, JobState.FAILED), (3, JobState.RETRY_WAIT)])
@@ -41,7 +19,8 @@ def test_interrupted_call_spends_an_attempt_and_asks_the_policy(
 ) -> None:
     changed = settings.model_copy(update={"max_attempts": max_attempts})
     rt = Runtime.build(changed, create_app(changed))
-    record = _job_with_a_dead_call(rt, attempts=0)
+    record = rt.store.get(running_job(rt.store)[0].id)
+    assert record is not None
 
     if ends is JobState.FAILED:
         with pytest.raises(AmbiguousCallError):

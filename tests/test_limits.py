@@ -34,17 +34,6 @@ def max_calls_in_any_window(times: list[float], window_s: float = 1.0) -> int:
     return best
 
 
-def cli(stack: Stack, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "faceswap_jobs", *args],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-
-
 def test_gcra_spaces_calls_and_reports_the_wait(redis_client: redis.Redis) -> None:
     keys = Keys(f"gcra-{unique_tag()}")
     limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), RateConfig(10.0))
@@ -141,12 +130,7 @@ def test_two_worker_processes_share_one_rate(stack: Stack, emulator: Emulator) -
     stack.start_worker("rate-b", "--concurrency=4", **env)
     tag = unique_tag()
 
-    jobs = [
-        stack.producer.submit_swap(
-            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-        )
-        for i in range(100)
-    ]
+    jobs = stack.submit_tagged(tag, 100)
     records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
     stack.stop_workers()
 
@@ -160,12 +144,7 @@ def test_429_storm_leaves_every_attempt_count_untouched(stack: Stack, emulator: 
     emulator.reset(fault_429=1.0, retry_after_s=1.0)
     stack.start_worker("storm", "--concurrency=8")
     tag = unique_tag()
-    jobs = [
-        stack.producer.submit_swap(
-            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-        )
-        for i in range(20)
-    ]
+    jobs = stack.submit_tagged(tag, 20)
     wait_until(lambda: len(emulator.calls_for(tag)) >= 20, 30.0, "the storm", None)
 
     emulator.configure(fault_429=0.0)
@@ -189,12 +168,7 @@ def test_breaker_opens_on_401_pauses_jobs_and_resume_drains_them(
                 "message": "bad token", "times": None}]
     )  # fmt: skip
     stack.start_worker("breaker", "--concurrency=2", FACESWAP_BREAKER_COOLDOWN_S="600")
-    jobs = [
-        stack.producer.submit_swap(
-            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-        )
-        for i in range(10)
-    ]
+    jobs = stack.submit_tagged(tag, 10)
 
     def all_paused() -> bool:
         return all(job.status() is JobState.PAUSED for job in jobs)
@@ -203,13 +177,13 @@ def test_breaker_opens_on_401_pauses_jobs_and_resume_drains_them(
     calls = emulator.calls_for(tag)
     assert 1 <= len(calls) <= 2
     assert {c["outcome"] for c in calls} == {"rule"}
-    shown = cli(stack, "status", jobs[0].id)
+    shown = stack.cli("status", jobs[0].id)
     assert "paused" in shown and "invalid_token" in shown
-    limits_view = cli(stack, "limits")
+    limits_view = stack.cli("limits")
     assert "open" in limits_view and "invalid_token" in limits_view and "10 paused" in limits_view
 
     emulator.configure(rules=[])
-    assert "10 paused job(s) released" in cli(stack, "resume")
+    assert "10 paused job(s) released" in stack.cli("resume")
     records = stack.wait_finished([job.id for job in jobs], timeout_s=60)
     stack.stop_workers()
 
@@ -228,12 +202,7 @@ def test_half_open_probe_closes_the_breaker_by_itself(stack: Stack, emulator: Em
                 "message": "expired", "times": 1}]
     )  # fmt: skip
     stack.start_worker("probe", "--concurrency=1", FACESWAP_BREAKER_COOLDOWN_S="1")
-    jobs = [
-        stack.producer.submit_swap(
-            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-        )
-        for i in range(5)
-    ]
+    jobs = stack.submit_tagged(tag, 5)
 
     records = stack.wait_finished([job.id for job in jobs], timeout_s=60)
     stack.stop_workers()
@@ -241,25 +210,20 @@ def test_half_open_probe_closes_the_breaker_by_itself(stack: Stack, emulator: Em
     assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 5}
     outcomes = collections.Counter(c["outcome"] for c in emulator.calls_for(tag))
     assert outcomes == {"rule": 1, "success": 5}
-    assert "closed" in cli(stack, "limits")
+    assert "closed" in stack.cli("limits")
 
 
 def test_operator_pause_holds_work_until_resume(stack: Stack, emulator: Emulator) -> None:
     emulator.reset()
-    cli(stack, "pause", "--reason", "maintenance")
+    stack.cli("pause", "--reason", "maintenance")
     stack.start_worker("operator", "--concurrency=2")
     tag = unique_tag()
-    jobs = [
-        stack.producer.submit_swap(
-            emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-        )
-        for i in range(3)
-    ]
+    jobs = stack.submit_tagged(tag, 3)
     wait_until(lambda: all(j.status() is JobState.PAUSED for j in jobs), 30.0, "pause", None)
     assert emulator.calls_for(tag) == []
-    assert "maintenance" in cli(stack, "status", jobs[0].id)
+    assert "maintenance" in stack.cli("status", jobs[0].id)
 
-    cli(stack, "resume")
+    stack.cli("resume")
     records = stack.wait_finished([job.id for job in jobs], timeout_s=60)
     stack.stop_workers()
 
@@ -291,12 +255,7 @@ def test_metrics_exporter_counts_calls_and_shows_limits(stack: Stack, emulator: 
         before = scrape(url)
         stack.start_worker("metrics", "--concurrency=2")
         tag = unique_tag()
-        jobs = [
-            stack.producer.submit_swap(
-                emulator.sample("astronaut.png", f"{tag}-{i}"), emulator.sample()
-            )
-            for i in range(3)
-        ]
+        jobs = stack.submit_tagged(tag, 3)
         stack.wait_finished([job.id for job in jobs], timeout_s=60)
         stack.stop_workers()
         after = scrape(url)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -96,14 +94,7 @@ def test_token_never_leaves_the_worker(
         flower_views.append(requests.get(f"{flower_url}/task/{job.id}", auth=auth, timeout=5).text)
     assert json.loads(flower_views[0])[jobs[1].id]["exception"].startswith("BadRequestError")
 
-    status_json = subprocess.run(
-        [sys.executable, "-m", "faceswap_jobs", "status", "--json", jobs[1].id],
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    status_json = stack.cli("status", "--json", jobs[1].id)
     assert json.loads(status_json)["last_error"]["code"] == "bad_request"
     with pytest.raises(FaceSwapError) as caught:
         jobs[1].result(timeout=5)

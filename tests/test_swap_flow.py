@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import collections
 import io
-import subprocess
-import sys
 
 import pytest
 import redis
@@ -118,14 +116,7 @@ def test_permanent_errors_are_called_once_and_fail_with_code_and_trace_id(
     with pytest.raises(error_type):
         AsyncResult(job.id, app=worker.producer.app).get(timeout=10)
 
-    shown = subprocess.run(
-        [sys.executable, "-m", "faceswap_jobs", "status", job.id],
-        env=worker.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    shown = worker.cli("status", job.id)
     assert "failed" in shown and code in shown and trace_id in shown
 
 
