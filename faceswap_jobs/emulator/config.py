@@ -1,0 +1,199 @@
+"""The emulator's configuration: one frozen dataclass, its validation and its command line.
+
+The same `validate_config` guards the command line and `PUT /_emulator/config`, so a value the
+server refuses at start-up is refused at runtime too.
+"""
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """Probabilities (0..1) of each random fault, drawn once per call in this field order."""
+
+    status_429: float = 0.0
+    status_500: float = 0.0
+    hang: float = 0.0
+    reset: float = 0.0
+    malformed: float = 0.0
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """Everything the emulator can be told; every simulated duration is scaled by `time_scale`."""
+
+    host: str = "127.0.0.1"
+    port: int = 8700
+    public_url: str | None = None
+    tokens: tuple[str, ...] = ("emulator-token",)
+    expired_tokens: tuple[str, ...] = ()
+    used_up_tokens: tuple[str, ...] = ()
+    disabled_tokens: tuple[str, ...] = ()
+    latency_min_s: float = 60.0
+    latency_max_s: float = 120.0
+    time_scale: float = 1.0
+    rate_per_s: float | None = None
+    burst: float | None = None
+    faults: FaultRates = field(default_factory=FaultRates)
+    retry_after_s: float = 1.0
+    hang_s: float = 3600.0
+    callback_delay_s: float = 0.0
+    callback_loss: float = 0.0
+    callback_duplicate: float = 0.0
+    seed: int | None = None
+    storage_dir: Path | None = None
+    image_size: int = 512
+    log_level: str = "warning"
+
+    @property
+    def effective_burst(self) -> float:
+        """Bucket capacity: the configured burst, else one second's worth of calls (at least 1)."""
+        if self.burst is not None:
+            return self.burst
+        return max(1.0, self.rate_per_s or 1.0)
+
+
+def _check_probability(name: str, value: float) -> None:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"{name} must be a probability between 0 and 1, got {value!r}")
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def validate_config(config: EmulatorConfig) -> None:
+    """Raise ValueError with a one-line reason when the configuration cannot be served."""
+    if not config.tokens:
+        raise ValueError("tokens: at least one accepted token is required")
+    if not 0 <= config.port <= 65535:
+        raise ValueError(f"port must be between 0 and 65535, got {config.port}")
+    if config.public_url is not None:
+        parts = urlsplit(config.public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"public_url must be an http(s) URL, got {config.public_url!r}")
+    for name in ("latency_min_s", "latency_max_s", "time_scale", "retry_after_s", "hang_s"):
+        _check_non_negative(name, getattr(config, name))
+    _check_non_negative("callback_delay_s", config.callback_delay_s)
+    if config.latency_min_s > config.latency_max_s:
+        raise ValueError(
+            f"latency_min_s ({config.latency_min_s}) must not exceed "
+            f"latency_max_s ({config.latency_max_s})"
+        )
+    if config.rate_per_s is not None and not (
+        math.isfinite(config.rate_per_s) and config.rate_per_s > 0
+    ):
+        raise ValueError(f"rate_per_s must be a finite number > 0 or null, got {config.rate_per_s}")
+    if config.burst is not None and not (math.isfinite(config.burst) and config.burst >= 1):
+        raise ValueError(f"burst must be a finite number >= 1 or null, got {config.burst}")
+    for name in ("429", "500", "hang", "reset", "malformed"):
+        field_name = name if name.isalpha() else f"status_{name}"
+        _check_probability(f"fault_{name}", getattr(config.faults, field_name))
+    _check_probability("callback_loss", config.callback_loss)
+    _check_probability("callback_duplicate", config.callback_duplicate)
+    if not 16 <= config.image_size <= 4096:
+        raise ValueError(f"image_size must be between 16 and 4096 px, got {config.image_size}")
+    if config.log_level not in LOG_LEVELS:
+        raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+
+
+def _token_list(text: str) -> tuple[str, ...]:
+    """Comma-separated tokens, blanks dropped, order kept."""
+    return tuple(token.strip() for token in text.split(",") if token.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `python -m faceswap_jobs.emulator` command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m faceswap_jobs.emulator",
+        usage="%(prog)s [options]",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Local emulator of the AceData Cloud Face Swap API, with fault injection.",
+    )
+    add = parser.add_argument
+    add("--host", default="127.0.0.1")
+    add("--port", type=int, default=8700)
+    add(
+        "--public-url",
+        default=None,
+        help="base URL of returned image_url; unset = the request's own",
+    )
+    add("--tokens", type=_token_list, default=("emulator-token",), help="comma-separated tokens")
+    add("--expired-tokens", type=_token_list, default=(), help="answered 401 token_expired")
+    add("--used-up-tokens", type=_token_list, default=(), help="answered 403 used_up")
+    add("--disabled-tokens", type=_token_list, default=(), help="answered 403 disabled")
+    add("--latency-min-s", type=float, default=60.0)
+    add("--latency-max-s", type=float, default=120.0)
+    add("--time-scale", type=float, default=1.0, help="multiplies every simulated duration")
+    add(
+        "--rate-per-s",
+        type=float,
+        default=None,
+        help="per-token calls per second; unset = unlimited",
+    )
+    add("--burst", type=float, default=None, help="bucket size in calls; unset = max(1, rate)")
+    for name in ("500", "429", "hang", "reset", "malformed"):
+        add(f"--fault-{name}", type=float, default=0.0, help="probability 0..1")
+    add("--retry-after-s", type=float, default=1.0, help="Retry-After of injected 429s (scaled)")
+    add("--hang-s", type=float, default=3600.0, help="wall seconds a hang lasts (not scaled)")
+    add("--callback-delay-s", type=float, default=0.0, help="extra callback delay (scaled)")
+    add("--callback-loss", type=float, default=0.0, help="probability a callback is lost")
+    add("--callback-duplicate", type=float, default=0.0, help="probability it is sent twice")
+    add("--seed", type=int, default=None)
+    add(
+        "--storage-dir",
+        type=Path,
+        default=None,
+        help="folder of result PNGs; unset = a fresh temp dir",
+    )
+    add("--image-size", type=int, default=512, help="longest side of result images, px")
+    add("--log-level", default="warning", type=str.lower, choices=LOG_LEVELS)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
+    """Parse and validate; a bad option exits with a one-line argparse error."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    config = EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url.rstrip("/") if args.public_url else None,
+        tokens=args.tokens,
+        expired_tokens=args.expired_tokens,
+        used_up_tokens=args.used_up_tokens,
+        disabled_tokens=args.disabled_tokens,
+        latency_min_s=args.latency_min_s,
+        latency_max_s=args.latency_max_s,
+        time_scale=args.time_scale,
+        rate_per_s=args.rate_per_s,
+        burst=args.burst,
+        faults=FaultRates(
+            status_429=args.fault_429,
+            status_500=args.fault_500,
+            hang=args.fault_hang,
+            reset=args.fault_reset,
+            malformed=args.fault_malformed,
+        ),
+        retry_after_s=args.retry_after_s,
+        hang_s=args.hang_s,
+        callback_delay_s=args.callback_delay_s,
+        callback_loss=args.callback_loss,
+        callback_duplicate=args.callback_duplicate,
+        seed=args.seed,
+        storage_dir=args.storage_dir,
+        image_size=args.image_size,
+        log_level=args.log_level,
+    )
+    try:
+        validate_config(config)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return config
