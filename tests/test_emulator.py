@@ -47,6 +47,7 @@ BASELINE_CONFIG = {
     "latency_max_s": 2.0,
     "time_scale": 0.001,
     "callback_delay_s": 0.0,
+    "callback_jitter_s": 0.0,
     "callback_loss": 0.0,
     "callback_duplicate": 0.0,
 }
@@ -770,6 +771,23 @@ def test_callback_duplicate_and_loss(emulator: Emulator, receiver: _CallbackRece
     ]
     assert deliveries[2]["status"] is None
     assert len(receiver.wait_for(2)) == 2
+
+
+def test_callback_jitter_reorders_deliveries(
+    emulator: Emulator, receiver: _CallbackReceiver
+) -> None:
+    emulator.configure(callback_jitter_s=400.0)
+    acks = []
+    for _ in range(12):
+        acks.append(emulator.swap(emulator.default_body(callback_url=receiver.url)).json())
+        time.sleep(0.01)
+
+    payloads = receiver.wait_for(12)
+
+    sent = [ack["task_id"] for ack in acks]
+    arrived = [p["task_id"] for p in payloads]
+    assert sorted(arrived) == sorted(sent)
+    assert arrived != sent
 
 
 # --- hostile input -------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Delivering callback POSTs, with the delay, loss and duplication a webhook receiver must bear.
+"""Delivering callback POSTs with the delay, reordering, loss and duplication a receiver must bear.
 
 The vendor documents no retries and no signature for callbacks, so there are none: a delivery
 that fails is recorded and forgotten, exactly the case a client must survive.
@@ -25,6 +25,8 @@ class CallbackPolicy:
     """How callbacks misbehave; `delay_s` is already scaled to wall seconds."""
 
     delay_s: float
+    jitter_s: float
+    """Upper bound of a random extra delay, so callbacks arrive out of order."""
     loss: float
     duplicate: float
 
@@ -84,7 +86,7 @@ async def deliver_callback(
     payload: dict[str, Any],
 ) -> None:
     """Wait, then POST `payload` to `url` once, twice (duplicate) or not at all (loss)."""
-    await asyncio.sleep(policy.delay_s)
+    await asyncio.sleep(policy.delay_s + rng.uniform(0.0, policy.jitter_s))
 
     def record(status: int | None, error: str | None, *, duplicate: bool, lost: bool) -> None:
         log.record(

@@ -44,6 +44,7 @@ class EmulatorConfig:
     retry_after_s: float = 1.0
     hang_s: float = 3600.0
     callback_delay_s: float = 0.0
+    callback_jitter_s: float = 0.0
     callback_loss: float = 0.0
     callback_duplicate: float = 0.0
     seed: int | None = None
@@ -82,6 +83,7 @@ def validate_config(config: EmulatorConfig) -> None:
     for name in ("latency_min_s", "latency_max_s", "time_scale", "retry_after_s", "hang_s"):
         _check_non_negative(name, getattr(config, name))
     _check_non_negative("callback_delay_s", config.callback_delay_s)
+    _check_non_negative("callback_jitter_s", config.callback_jitter_s)
     if config.latency_min_s > config.latency_max_s:
         raise ValueError(
             f"latency_min_s ({config.latency_min_s}) must not exceed "
@@ -144,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--retry-after-s", type=float, default=1.0, help="Retry-After of injected 429s (scaled)")
     add("--hang-s", type=float, default=3600.0, help="wall seconds a hang lasts (not scaled)")
     add("--callback-delay-s", type=float, default=0.0, help="extra callback delay (scaled)")
+    add(
+        "--callback-jitter-s",
+        type=float,
+        default=0.0,
+        help="random extra callback delay, uniform up to this (scaled): callbacks arrive reordered",
+    )
     add("--callback-loss", type=float, default=0.0, help="probability a callback is lost")
     add("--callback-duplicate", type=float, default=0.0, help="probability it is sent twice")
     add("--seed", type=int, default=None)
@@ -185,6 +193,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         retry_after_s=args.retry_after_s,
         hang_s=args.hang_s,
         callback_delay_s=args.callback_delay_s,
+        callback_jitter_s=args.callback_jitter_s,
         callback_loss=args.callback_loss,
         callback_duplicate=args.callback_duplicate,
         seed=args.seed,

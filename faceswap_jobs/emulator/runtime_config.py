@@ -26,6 +26,7 @@ NUMBER_FIELDS = (
     "latency_max_s",
     "time_scale",
     "callback_delay_s",
+    "callback_jitter_s",
     "callback_loss",
     "callback_duplicate",
 )

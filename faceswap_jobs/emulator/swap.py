@@ -149,6 +149,7 @@ class SwapEndpoint:
         config = state.config
         policy = CallbackPolicy(
             delay_s=config.callback_delay_s * config.time_scale,
+            jitter_s=config.callback_jitter_s * config.time_scale,
             loss=config.callback_loss,
             duplicate=config.callback_duplicate,
         )
