@@ -61,19 +61,38 @@ def test_bulk_work_cannot_take_the_interactive_share(redis_client: redis.Redis) 
 
 def test_429_pauses_and_lowers_the_rate_then_success_raises_it(redis_client: redis.Redis) -> None:
     keys = Keys(f"aimd-{unique_tag()}")
-    config = RateConfig(10.0, decrease_factor=0.5, increase_per_s=5.0, pause_cap_s=30.0)
+    config = RateConfig(
+        10.0, decrease_factor=0.5, increase_per_s=5.0, pause_cap_s=30.0, probe_slowdown=0.1
+    )
     limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
 
     pause_s, rate = limiter.on_rate_limited(retry_after_s=20.0)
     _, rate_again = limiter.on_rate_limited(retry_after_s=20.0)
     during_pause = limiter.acquire(max_wait_s=1.0)
-    raised = limiter.on_success()
+    climbs = [limiter.on_success() for _ in range(3)]
 
     assert 19.0 < pause_s <= 20.0
     assert rate == rate_again == 5.0
     assert not during_pause.granted and during_pause.wait_s > 19.0
-    assert raised == pytest.approx(6.0)
+    assert climbs[0] == pytest.approx(6.0)
     assert limiter.paused_for_s() > 19.0
+
+
+def test_the_rate_climbs_slowly_near_the_rate_that_drew_a_429(redis_client: redis.Redis) -> None:
+    keys = Keys(f"probe-{unique_tag()}")
+    config = RateConfig(20.0, decrease_factor=0.9, increase_per_s=1.0, probe_slowdown=0.1)
+    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
+
+    _, lowered = limiter.on_rate_limited(retry_after_s=0.0)
+    far = limiter.on_success()
+    while limiter.on_success() < 0.95 * 20.0:
+        pass
+    before = limiter.on_success()
+    near = limiter.on_success()
+
+    assert lowered == pytest.approx(18.0)
+    assert far - lowered == pytest.approx(1.0 / 18.0)
+    assert near - before == pytest.approx(0.1 / before)
 
 
 HOLDER = """

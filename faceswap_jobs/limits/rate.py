@@ -4,7 +4,8 @@ Trade-off: GCRA keeps a single timestamp per token (the theoretical arrival time
 O(1) and exact to the microsecond, and a caller learns *when* its slot is instead of polling.
 A caller that may wait reserves the slot and sleeps until it; one that would wait too long
 reserves nothing and parks its job. The rate adapts to the provider: a 429 pauses every worker
-of the token and multiplies the rate down; each success adds back a little (AIMD).
+of the token and multiplies the rate down; each success adds back a little (AIMD), slowly near
+the rate that last drew a 429, so the rate settles just under the provider's real limit.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ else
   pause = math.min(cap, tonumber(ARGV[3]) * 2 ^ (strikes - 1))
 end
 if now >= paused_until then
+  redis.call('HSET', KEYS[1], 'limited_at_rate', tostring(rate))
   rate = math.max(tonumber(ARGV[5]), rate * tonumber(ARGV[6]))
 end
 paused_until = math.max(paused_until, now + pause)
@@ -96,14 +98,19 @@ return tostring((tonumber(redis.call('HGET', KEYS[1], 'paused_until')) or 0) - n
 ON_SUCCESS = """
 -- KEYS: [1] token rate hash
 -- ARGV: [1] ceiling rate, [2] additive increase (calls/s gained per second of success),
---       [3] key ttl (ms)
--- Raises the rate by increase/rate per success, i.e. by `increase` per second at full speed.
-local h = redis.call('HMGET', KEYS[1], 'rate', 'strikes')
+--       [3] key ttl (ms), [4] probe slow-down (0..1]
+-- Raises the rate by increase/rate per success, i.e. by `increase` per second at full speed;
+-- within 5% of (or above) the rate that last drew a 429 it climbs `probe slow-down` times as
+-- fast, so the rate dwells near the provider's limit instead of sawing through it.
+local h = redis.call('HMGET', KEYS[1], 'rate', 'strikes', 'limited_at_rate')
 local ceiling = tonumber(ARGV[1])
 local rate = tonumber(h[1])
 if rate == nil then return tostring(ceiling) end
 if rate >= ceiling and (h[2] == false or h[2] == '0') then return tostring(ceiling) end
-rate = math.min(ceiling, rate + tonumber(ARGV[2]) / rate)
+local step = tonumber(ARGV[2]) / rate
+local limited_at = tonumber(h[3])
+if limited_at and rate >= 0.95 * limited_at then step = step * tonumber(ARGV[4]) end
+rate = math.min(ceiling, rate + step)
 redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'strikes', 0)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return tostring(rate)
@@ -115,8 +122,10 @@ class RateConfig:
     ceiling_per_s: float
     burst: int = 1
     floor_per_s: float = 0.5
-    decrease_factor: float = 0.7
+    decrease_factor: float = 0.9
     increase_per_s: float = 0.5
+    probe_slowdown: float = 0.1
+    """How much slower the rate climbs near the rate that last drew a 429."""
     pause_base_s: float = 1.0
     pause_cap_s: float = 300.0
     bulk_share: float = 0.8
@@ -178,5 +187,8 @@ class RateLimiter:
     def on_success(self) -> float:
         c = self.config
         return float(
-            self._success(keys=[self._key], args=[c.ceiling_per_s, c.increase_per_s, KEY_TTL_MS])
+            self._success(
+                keys=[self._key],
+                args=[c.ceiling_per_s, c.increase_per_s, KEY_TTL_MS, c.probe_slowdown],
+            )
         )
