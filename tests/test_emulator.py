@@ -9,7 +9,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,8 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
+
+from faceswap_jobs.sandbox import free_port, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -53,12 +54,6 @@ BASELINE_CONFIG = {
 }
 STARTUP_TIMEOUT_S = 20.0
 WAIT_TIMEOUT_S = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -117,7 +112,7 @@ class Emulator:
 
 
 def _start_emulator(log_path: Path, *extra_args: str) -> Emulator:
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -252,10 +247,7 @@ def receiver(receiver_server: _CallbackReceiver) -> _CallbackReceiver:
 
 
 def _wait_until(predicate: Any) -> None:
-    deadline = time.monotonic() + WAIT_TIMEOUT_S
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+    wait_until(predicate, WAIT_TIMEOUT_S, "the emulator's deliveries", None)
 
 
 def assert_envelope(
@@ -445,7 +437,7 @@ def test_body_over_64_kib_is_413(emulator: Emulator) -> None:
 @pytest.mark.parametrize("unreachable", ["refused", "404"])
 def test_unfetchable_image_is_500_fetch_failed(emulator: Emulator, unreachable: str) -> None:
     source_url = (
-        f"http://127.0.0.1:{_free_port()}/refused.png"
+        f"http://127.0.0.1:{free_port()}/refused.png"
         if unreachable == "refused"
         else emulator.sample("no-such-sample.png")
     )
@@ -742,7 +734,7 @@ def test_callback_reports_failures_with_the_envelope(
     emulator: Emulator, receiver: _CallbackReceiver
 ) -> None:
     body = emulator.default_body(
-        source_image_url=f"http://127.0.0.1:{_free_port()}/gone.png", callback_url=receiver.url
+        source_image_url=f"http://127.0.0.1:{free_port()}/gone.png", callback_url=receiver.url
     )
 
     ack = emulator.swap(body).json()
