@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +20,8 @@ from typing import Any
 import redis
 from celery import Celery
 from celery import states as celery_states
+from celery.events.dispatcher import EventDispatcher
+from kombu.exceptions import KombuError
 
 from faceswap_jobs.client import callback_error
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, MalformedResponseError
@@ -118,6 +122,8 @@ class Settlement:
         self._accept = client.register_script(ACCEPT)
         self._settle = client.register_script(SETTLE)
         self._rng = random.Random()
+        self._events: EventDispatcher | None = None
+        self._events_lock = threading.Lock()
 
     def accept(
         self, job_id: str, attempt: Attempt, api_task_id: str, wait_s: float, lease: str, token: str
@@ -180,6 +186,7 @@ class Settlement:
         if not self._apply(record, JobState.SUCCEEDED, "succeeded", fields, None):
             return Settled("ignored", record.state)
         self._app.backend.store_result(record.id, result.model_dump(), celery_states.SUCCESS)
+        self._event("task-succeeded", record.id, result=repr(result.model_dump()), runtime=0.0)
         log.info("job %s succeeded by callback", record.id)
         return Settled("succeeded", JobState.SUCCEEDED)
 
@@ -200,6 +207,7 @@ class Settlement:
             if not self._apply(record, JobState.FAILED, "failed", fields, error):
                 return Settled("ignored", record.state)
             self._app.backend.store_result(record.id, error, celery_states.FAILURE)
+            self._event("task-failed", record.id, exception=repr(error), traceback="")
             log.warning("job %s failed by callback: %s (%s)", record.id, error, decision.reason)
             return Settled("failed", JobState.FAILED)
         if decision.action is Action.PAUSE:
@@ -219,8 +227,22 @@ class Settlement:
         if not self._apply(record, JobState.RETRY_WAIT, str(decision.action), fields, error):
             return Settled("ignored", record.state)
         self._parking.park(record.id, decision.delay_s)
+        self._event("task-retried", record.id, exception=repr(error), traceback="")
         log.info("job %s: %s; resubmitting in %.2fs", record.id, error, decision.delay_s)
         return Settled(str(decision.action), JobState.RETRY_WAIT)
+
+    def _event(self, kind: str, job_id: str, **fields: Any) -> None:
+        """Tell Flower, as a worker would have; best effort: a settled job stays settled."""
+        try:
+            with self._events_lock:
+                if self._events is None:
+                    self._events = self._app.events.Dispatcher(
+                        connection=self._app.connection_for_write(),
+                        hostname=f"settlement@{socket.gethostname()}",
+                    )
+            self._events.send(kind, uuid=job_id, **fields)
+        except (OSError, redis.RedisError, KombuError) as exc:
+            log.warning("could not send %s for job %s to Flower: %s", kind, job_id, exc)
 
     def _apply(
         self,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import collections
+import contextlib
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -214,3 +216,29 @@ def test_receiver_restarted_mid_flight_loses_no_job(
     assert all(
         r.history[0].error and r.history[0].error["code"] == "callback_lost" for r in records
     )
+
+
+def test_flower_hears_that_a_callback_settled_the_job(worker: Stack, fresh: Emulator) -> None:
+    app = worker.producer.app
+    heard: list[dict] = []
+    ready = threading.Event()
+
+    def listen() -> None:
+        with app.connection_for_read() as connection:
+            receiver = app.events.Receiver(connection, handlers={"task-succeeded": heard.append})
+            ready.set()
+            with contextlib.suppress(TimeoutError, OSError):
+                for _ in receiver.itercapture(limit=None, timeout=30, wakeup=False):
+                    if heard:
+                        return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    ready.wait(10)
+    time.sleep(0.5)
+    job = worker.submit_tagged(unique_tag(), 1)[0]
+    job.result(timeout=60)
+    listener.join(30)
+
+    assert [e["uuid"] for e in heard] == [job.id]
+    assert heard[0]["hostname"].startswith("settlement@")
