@@ -245,6 +245,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--adaptive-jobs", type=int, default=1200, help="jobs for scenario 2")
     parser.add_argument("--cap-s", type=float, default=150.0, help="longest run per contender")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--only", action="append", help="run only this contender (repeatable), e.g. ours-adaptive"
+    )
     return parser.parse_args(argv)
 
 
@@ -259,7 +262,12 @@ def run_all(
         Progress(*columns, TimeElapsedColumn(), console=console) as progress,
     ):
         bench = Bench(redis_url, emu, token, logs, progress, args.cap_s)
-        return [run_contender(bench, c) for c in contenders(args.jobs, args.adaptive_jobs)]
+        chosen = [
+            c
+            for c in contenders(args.jobs, args.adaptive_jobs)
+            if not args.only or c.name in args.only
+        ]
+        return [run_contender(bench, c) for c in chosen]
 
 
 def main(argv: list[str] | None = None) -> int:

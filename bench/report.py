@@ -18,21 +18,26 @@ def evaluate_goals(
 ) -> list[dict[str, Any]]:
     """One row per goal: which contender, what was asked, what was measured, met or not."""
     by_name = {r["name"]: r for r in results}
-    ours, adaptive = by_name["ours"], by_name["ours-adaptive"]
-    converged = adaptive["convergence_s"]
-    return [
-        _goal("ours", f"achieved / R >= {MIN_ACHIEVED_OVER_R}", ours["achieved_over_r"],
-              ours["achieved_over_r"] >= MIN_ACHIEVED_OVER_R),
-        _goal("ours", f"429s <= {MAX_429_SHARE:.1%} of calls", ours["rate_limited_share"],
-              ours["rate_limited_share"] <= MAX_429_SHARE),
-        _goal("ours", f"no 1-s window above R + burst = {r_per_s + burst:g}",
-              ours["max_calls_1s"], ours["max_calls_1s"] <= r_per_s + burst),
-        _goal("ours-adaptive", f"converges within {MAX_CONVERGENCE_S} s", converged,
-              converged is not None and converged <= MAX_CONVERGENCE_S),
-        _goal("ours-adaptive", f"429s <= {MAX_ADAPTIVE_429_SHARE:.0%} of calls",
-              adaptive["rate_limited_share"],
-              adaptive["rate_limited_share"] <= MAX_ADAPTIVE_429_SHARE),
-    ]  # fmt: skip
+    goals = []
+    if ours := by_name.get("ours"):
+        goals += [
+            _goal("ours", f"achieved / R >= {MIN_ACHIEVED_OVER_R}", ours["achieved_over_r"],
+                  ours["achieved_over_r"] >= MIN_ACHIEVED_OVER_R),
+            _goal("ours", f"429s <= {MAX_429_SHARE:.1%} of calls", ours["rate_limited_share"],
+                  ours["rate_limited_share"] <= MAX_429_SHARE),
+            _goal("ours", f"no 1-s window above R + burst = {r_per_s + burst:g}",
+                  ours["max_calls_1s"], ours["max_calls_1s"] <= r_per_s + burst),
+        ]  # fmt: skip
+    if adaptive := by_name.get("ours-adaptive"):
+        converged = adaptive["convergence_s"]
+        goals += [
+            _goal("ours-adaptive", f"converges within {MAX_CONVERGENCE_S} s", converged,
+                  converged is not None and converged <= MAX_CONVERGENCE_S),
+            _goal("ours-adaptive", f"429s <= {MAX_ADAPTIVE_429_SHARE:.0%} of calls",
+                  adaptive["rate_limited_share"],
+                  adaptive["rate_limited_share"] <= MAX_ADAPTIVE_429_SHARE),
+        ]  # fmt: skip
+    return goals
 
 
 def _goal(contender: str, goal: str, value: Any, met: bool) -> dict[str, Any]:

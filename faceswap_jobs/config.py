@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     rate_per_s: float = Field(default=10.0, gt=0)
     rate_burst: int = Field(default=1, ge=1)
     rate_floor_per_s: float = Field(default=0.5, gt=0)
-    rate_decrease_factor: float = Field(default=0.9, gt=0, lt=1)
+    rate_decrease_factor: float = Field(default=0.8, gt=0, lt=1)
     rate_increase_per_s: float = Field(default=0.5, gt=0)
     interactive_share: float = Field(default=0.2, ge=0, lt=1)
     max_in_flight: int = Field(default=64, ge=1)

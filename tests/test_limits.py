@@ -80,19 +80,31 @@ def test_429_pauses_and_lowers_the_rate_then_success_raises_it(redis_client: red
 
 def test_the_rate_climbs_slowly_near_the_rate_that_drew_a_429(redis_client: redis.Redis) -> None:
     keys = Keys(f"probe-{unique_tag()}")
-    config = RateConfig(20.0, decrease_factor=0.9, increase_per_s=1.0, probe_slowdown=0.1)
+    config = RateConfig(20.0, decrease_factor=0.5, increase_per_s=1.0, probe_slowdown=0.1)
     limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
 
     _, lowered = limiter.on_rate_limited(retry_after_s=0.0)
     far = limiter.on_success()
-    while limiter.on_success() < 0.95 * 20.0:
+    while limiter.on_success() < 0.9 * 20.0:
         pass
     before = limiter.on_success()
     near = limiter.on_success()
 
-    assert lowered == pytest.approx(18.0)
-    assert far - lowered == pytest.approx(1.0 / 18.0)
+    assert lowered == pytest.approx(10.0)
+    assert far - lowered == pytest.approx(1.0 / 10.0)
     assert near - before == pytest.approx(0.1 / before)
+
+
+def test_a_429_right_after_a_pause_cuts_the_rate_twice_over(redis_client: redis.Redis) -> None:
+    keys = Keys(f"relapse-{unique_tag()}")
+    config = RateConfig(40.0, decrease_factor=0.8, relapse_s=5.0)
+    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
+
+    _, first = limiter.on_rate_limited(retry_after_s=0.0)
+    _, relapse = limiter.on_rate_limited(retry_after_s=0.0)
+
+    assert first == pytest.approx(32.0)
+    assert relapse == pytest.approx(32.0 * 0.64)
 
 
 HOLDER = """

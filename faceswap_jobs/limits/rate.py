@@ -58,8 +58,10 @@ return {'1', tostring(wait), tostring(rate), tostring(paused_until - now)}
 ON_RATE_LIMITED = """
 -- KEYS: [1] token rate hash
 -- ARGV: [1] Retry-After (s, or -1 when absent), [2] pause cap (s), [3] base pause (s),
---       [4] ceiling rate, [5] floor rate, [6] decrease factor, [7] key ttl (ms)
--- Pauses the token for every worker and lowers its rate at most once per pause.
+--       [4] ceiling rate, [5] floor rate, [6] decrease factor, [7] key ttl (ms),
+--       [8] quick-relapse window (s)
+-- Pauses the token for every worker and lowers its rate at most once per pause; a 429 soon
+-- after the previous pause ended means the rate is still far too high: it is cut twice over.
 -- Returns {pause_s, new rate} as strings.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -76,8 +78,12 @@ else
   pause = math.min(cap, tonumber(ARGV[3]) * 2 ^ (strikes - 1))
 end
 if now >= paused_until then
+  local factor = tonumber(ARGV[6])
+  if paused_until > 0 and now - paused_until < tonumber(ARGV[8]) then
+    factor = factor * factor
+  end
   redis.call('HSET', KEYS[1], 'limited_at_rate', tostring(rate))
-  rate = math.max(tonumber(ARGV[5]), rate * tonumber(ARGV[6]))
+  rate = math.max(tonumber(ARGV[5]), rate * factor)
 end
 paused_until = math.max(paused_until, now + pause)
 redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'paused_until', tostring(paused_until),
@@ -100,7 +106,7 @@ ON_SUCCESS = """
 -- ARGV: [1] ceiling rate, [2] additive increase (calls/s gained per second of success),
 --       [3] key ttl (ms), [4] probe slow-down (0..1]
 -- Raises the rate by increase/rate per success, i.e. by `increase` per second at full speed;
--- within 5% of (or above) the rate that last drew a 429 it climbs `probe slow-down` times as
+-- within 10% of (or above) the rate that last drew a 429 it climbs `probe slow-down` times as
 -- fast, so the rate dwells near the provider's limit instead of sawing through it.
 local h = redis.call('HMGET', KEYS[1], 'rate', 'strikes', 'limited_at_rate')
 local ceiling = tonumber(ARGV[1])
@@ -109,7 +115,7 @@ if rate == nil then return tostring(ceiling) end
 if rate >= ceiling and (h[2] == false or h[2] == '0') then return tostring(ceiling) end
 local step = tonumber(ARGV[2]) / rate
 local limited_at = tonumber(h[3])
-if limited_at and rate >= 0.95 * limited_at then step = step * tonumber(ARGV[4]) end
+if limited_at and rate >= 0.9 * limited_at then step = step * tonumber(ARGV[4]) end
 rate = math.min(ceiling, rate + step)
 redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'strikes', 0)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
@@ -122,10 +128,12 @@ class RateConfig:
     ceiling_per_s: float
     burst: int = 1
     floor_per_s: float = 0.5
-    decrease_factor: float = 0.9
+    decrease_factor: float = 0.8
     increase_per_s: float = 0.5
     probe_slowdown: float = 0.1
     """How much slower the rate climbs near the rate that last drew a 429."""
+    relapse_s: float = 5.0
+    """A 429 within this long after the previous pause ended cuts the rate twice over."""
     pause_base_s: float = 1.0
     pause_cap_s: float = 300.0
     bulk_share: float = 0.8
@@ -180,6 +188,7 @@ class RateLimiter:
                 c.floor_per_s,
                 c.decrease_factor,
                 KEY_TTL_MS,
+                c.relapse_s,
             ],
         )
         return float(pause), float(rate)
