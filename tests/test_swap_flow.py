@@ -45,6 +45,7 @@ def test_one_swap_end_to_end(worker: Stack, fresh: Emulator) -> None:
         result.image_size,
     )
     assert AsyncResult(job.id, app=worker.producer.app).get(timeout=10) == result.model_dump()
+    assert worker.producer.job(job.id).result(timeout=1) == result
     calls = fresh.calls_for(tag)
     assert [c["outcome"] for c in calls] == ["success"]
     assert calls[0]["task_id"] == result.task_id
