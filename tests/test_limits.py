@@ -14,7 +14,7 @@ import redis
 import requests
 
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits import token_id
+from faceswap_jobs.limits import CircuitBreaker, token_id
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
 from faceswap_jobs.models import JobState
@@ -109,7 +109,7 @@ def test_a_429_right_after_a_pause_cuts_the_rate_twice_over(redis_client: redis.
 
 HOLDER = """
 import sys, time, redis
-from faceswap_jobs.limits import token_id
+from faceswap_jobs.limits import CircuitBreaker, token_id
 from faceswap_jobs.limits.inflight import InflightSemaphore
 client = redis.Redis.from_url(sys.argv[1], decode_responses=True)
 semaphore = InflightSemaphore(client, sys.argv[2], sys.argv[3], 2, 1.0)
@@ -302,3 +302,18 @@ def test_metrics_exporter_counts_calls_and_shows_limits(stack: Stack, emulator: 
     assert after[f"faceswap_rate_ceiling_per_second{token}"] == 1000
     assert after[f"faceswap_in_flight{token}"] == 0
     assert after['faceswap_jobs_waiting{why="paused"}'] == 0
+
+
+def test_an_abandoned_probe_hands_the_turn_to_the_next_caller(redis_client: redis.Redis) -> None:
+    keys = Keys(f"breaker-{unique_tag()}")
+    breaker = CircuitBreaker(redis_client, keys.breaker("t"), cooldown_s=0.01, max_cooldown_s=1.0)
+    breaker.trip("bad token", "invalid_token")
+    time.sleep(0.05)
+
+    first = breaker.check("worker-a", probe_lease_s=60.0)
+    blocked = breaker.check("worker-b", probe_lease_s=60.0)
+    abandoned = breaker.abandon_probe("worker-a")
+    second = breaker.check("worker-b", probe_lease_s=60.0)
+
+    assert (first.state, blocked.state, abandoned, second.state) == ("probe", "open", True, "probe")
+    assert breaker.abandon_probe("worker-a") is False

@@ -11,7 +11,7 @@ import hashlib
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
@@ -82,6 +82,12 @@ class Limits:
         if verdict.state == "open":
             return Admission(paused=True, defer_s=verdict.retry_in_s, reason=verdict.reason)
         probe = verdict.state == "probe"
+        admission = self._take_slots(bulk)
+        if probe and not admission.admitted:
+            self.breaker.abandon_probe(caller)
+        return replace(admission, probe=probe) if admission.admitted else admission
+
+    def _take_slots(self, bulk: bool) -> Admission:
         self._ensure_keeper()
         lease = self.inflight.acquire(timeout_s=self.short_wait_s)
         if lease is None:
@@ -96,7 +102,7 @@ class Limits:
             if paused_s > 0:
                 self.inflight.release(lease)
                 return Admission(defer_s=paused_s, reason="provider asked to slow down")
-        return Admission(lease=lease, probe=probe)
+        return Admission(lease=lease)
 
     def release(self, admission: Admission) -> None:
         if admission.lease is not None:

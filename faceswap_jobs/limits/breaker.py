@@ -63,6 +63,16 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
+ABANDON_PROBE = """
+-- KEYS: [1] breaker hash
+-- ARGV: [1] caller id
+-- A probe that will not be made after all (no slot free) hands the turn to the next caller.
+if redis.call('HGET', KEYS[1], 'probe_holder') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'open', 'probe_until', '0')
+redis.call('HDEL', KEYS[1], 'probe_holder')
+return 1
+"""
+
 BREAKER_TTL_MS = 30 * 86400 * 1000
 """An open breaker is kept for a month at most: long enough for any operator to notice."""
 
@@ -83,10 +93,14 @@ class CircuitBreaker:
         self._check = client.register_script(CHECK)
         self._open = client.register_script(OPEN)
         self._close = client.register_script(CLOSE)
+        self._abandon = client.register_script(ABANDON_PROBE)
 
     def check(self, caller: str, probe_lease_s: float) -> Verdict:
         state, retry_in, reason = self._check(keys=[self._key], args=[caller, probe_lease_s])
         return Verdict(state, float(retry_in), reason)
+
+    def abandon_probe(self, caller: str) -> bool:
+        return bool(self._abandon(keys=[self._key], args=[caller]))
 
     def trip(self, reason: str, code: str | None) -> float:
         """Open after an auth or balance failure; returns the cool-down before the probe."""
