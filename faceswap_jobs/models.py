@@ -154,10 +154,19 @@ class JobRecord(BaseModel):
     failure_reason: str | None = None
     wait_reason: str | None = None
     """While paused or parked: what the job waits for (an open breaker, the rate limit...)."""
+    paused_at: float | None = None
+    """When the job last stopped for an open breaker (cleared when it runs again)."""
+    paused_s: float = 0.0
+    """Time spent paused by the breaker so far: it does not count against the deadline."""
     history: list[Attempt] = Field(default_factory=list)
 
     def error(self) -> FaceSwapError | None:
         return error_from_dict(self.last_error) if self.last_error else None
+
+    @property
+    def deadline_start(self) -> float:
+        """Where the job's deadline is measured from: submission, moved on by time paused."""
+        return self.created_at + self.paused_s
 
     @property
     def latency_s(self) -> float | None:

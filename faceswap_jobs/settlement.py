@@ -196,7 +196,7 @@ class Settlement:
             error,
             attempts=record.attempts,
             deferrals=sum(1 for a in record.history if not a.counted),
-            started_at=record.created_at,
+            started_at=record.deadline_start,
             now=now,
             config=self._retry,
             rng=self._rng,
@@ -212,6 +212,7 @@ class Settlement:
             return Settled("failed", JobState.FAILED)
         if decision.action is Action.PAUSE:
             fields["wait_reason"] = decision.reason
+            fields["paused_at"] = repr(now)
             if not self._apply(record, JobState.PAUSED, "pause", fields, error):
                 return Settled("ignored", record.state)
             if record.token_id:

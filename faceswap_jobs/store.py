@@ -33,6 +33,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+UNPAUSE = """
+-- KEYS: [1] job hash
+-- ARGV: [1] now (unix s)
+-- Adds the time since `paused_at` to `paused_s` and clears `paused_at`; returns paused_s.
+local at = tonumber(redis.call('HGET', KEYS[1], 'paused_at'))
+if not at then return redis.call('HGET', KEYS[1], 'paused_s') or '0' end
+redis.call('HDEL', KEYS[1], 'paused_at')
+return redis.call('HINCRBYFLOAT', KEYS[1], 'paused_s', math.max(0, tonumber(ARGV[1]) - at))
+"""
+
 _JSON_FIELDS = ("request", "metadata", "result", "last_error")
 
 
@@ -50,6 +60,7 @@ class JobStore:
         self._result_ttl_ms = _ms(result_ttl_s)
         self._create = client.register_script(CREATE_JOB)
         self._release = client.register_script(RELEASE_LEASE)
+        self._unpause = client.register_script(UNPAUSE)
 
     def create(self, record: JobRecord) -> bool:
         """Store a new job; False (and nothing written) when the id is already taken."""
@@ -130,6 +141,8 @@ class JobStore:
         if state.finished:
             pipe.pexpire(job, self._result_ttl_ms)
             pipe.pexpire(self._keys.history(job_id), self._result_ttl_ms)
+        if state is JobState.PAUSED:
+            pipe.hsetnx(job, "paused_at", attempt.ended_at or 0.0)
         if state is JobState.FAILED:
             pipe.zadd(self._keys.dead_letters, {job_id: attempt.ended_at or 0.0})
         pipe.hincrby(self._keys.stats, f"calls:{attempt.outcome}", 1)
@@ -139,10 +152,18 @@ class JobStore:
 
     def set_state(self, job_id: str, state: JobState, now: float, reason: str = "") -> None:
         """Move a job between waiting states; `reason` says what it waits for."""
-        self._r.hset(
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(
             self._keys.job(job_id),
             mapping={"state": state, "updated_at": now, "wait_reason": reason},
         )
+        if state is JobState.PAUSED:
+            pipe.hsetnx(self._keys.job(job_id), "paused_at", now)
+        pipe.execute()
+
+    def unpause(self, job_id: str, now: float) -> float:
+        """The job runs again: bank the time it spent paused; returns the total paused time."""
+        return float(self._unpause(keys=[self._keys.job(job_id)], args=[now]))
 
     def dead_letters(self, limit: int = 100) -> list[str]:
         """Failed job ids, most recent first."""

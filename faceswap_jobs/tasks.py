@@ -89,6 +89,9 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         raise FaceSwapError(f"job {job_id} vanished from the store")
     if record.state is JobState.SUCCEEDED and record.result is not None:
         return record.result.model_dump()
+    if record.paused_at is not None:
+        paused_s = rt.store.unpause(job_id, time.time())
+        record = record.model_copy(update={"paused_at": None, "paused_s": paused_s})
     record = _close_interrupted_call(rt, record)
 
     admission = rt.limits.admit(holder, bulk=record.queue == rt.settings.bulk_queue)
@@ -164,7 +167,7 @@ def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:
         lost,
         attempts=record.attempts + 1,
         deferrals=sum(1 for a in record.history if not a.counted),
-        started_at=record.created_at,
+        started_at=record.deadline_start,
         now=now,
         config=rt.retry,
         rng=rt.rng,
@@ -224,7 +227,7 @@ def _after_failure(
         exc,
         attempts=record.attempts + (1 if counted else 0),
         deferrals=deferrals,
-        started_at=record.created_at,
+        started_at=record.deadline_start,
         now=now,
         config=rt.retry,
         rng=rt.rng,
