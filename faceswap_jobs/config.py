@@ -132,5 +132,12 @@ class Settings(BaseSettings):
         return min(self.max_in_flight, MAX_SYNC_THREADS)
 
     @property
+    def rate_wait_s(self) -> float:
+        """Longest a thread sleeps for its rate slot before parking the job. A full pool of
+        `concurrency` threads queues `concurrency / rate` seconds deep, and its threads have
+        nothing else to do: parking them sooner would only churn messages."""
+        return max(self.short_wait_s, self.concurrency / self.rate_per_s)
+
+    @property
     def swap_url(self) -> str:
         return self.api_base_url.rstrip("/") + "/face/swap"

@@ -79,6 +79,7 @@ def limits(settings: Settings, client: redis.Redis) -> Limits:
         max_in_flight=settings.max_in_flight,
         lease_ttl_s=settings.lease_ttl_s,
         short_wait_s=settings.short_wait_s,
+        rate_wait_s=settings.rate_wait_s,
         probe_lease_s=settings.time_limit_s,
         breaker_cooldown_s=settings.breaker_cooldown_s,
         breaker_max_cooldown_s=settings.breaker_max_cooldown_s,

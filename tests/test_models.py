@@ -115,6 +115,18 @@ def test_worker_threads_are_sized_from_the_in_flight_cap(overrides: dict, thread
     assert Settings(**overrides).concurrency == threads
 
 
+@pytest.mark.parametrize(
+    ("overrides", "wait_s"),
+    [
+        ({}, 6.4),
+        ({"max_in_flight": 1600, "rate_per_s": 20}, 80.0),
+        ({"worker_concurrency": 4, "rate_per_s": 20}, 2.0),
+    ],
+)
+def test_a_full_pool_waits_its_turn_at_the_rate(overrides: dict, wait_s: float) -> None:
+    assert Settings(**overrides).rate_wait_s == pytest.approx(wait_s)
+
+
 def test_callback_mode_needs_a_real_secret() -> None:
     with pytest.raises(ValueError, match="webhook_secret"):
         Settings(callback_base_url="http://hooks.example", webhook_secret="short")

@@ -57,6 +57,7 @@ class Limits:
         max_in_flight: int,
         lease_ttl_s: float,
         short_wait_s: float,
+        rate_wait_s: float,
         probe_lease_s: float,
         breaker_cooldown_s: float,
         breaker_max_cooldown_s: float,
@@ -72,7 +73,7 @@ class Limits:
             cooldown_s=breaker_cooldown_s,
             max_cooldown_s=breaker_max_cooldown_s,
         )
-        self.short_wait_s = short_wait_s
+        self.short_wait_s, self.rate_wait_s = short_wait_s, rate_wait_s
         self.probe_lease_s = probe_lease_s
         self._keeper: threading.Thread | None = None
         self._keeper_lock = threading.Lock()
@@ -92,7 +93,7 @@ class Limits:
         lease = self.inflight.acquire(timeout_s=self.short_wait_s)
         if lease is None:
             return Admission(defer_s=self.short_wait_s, reason="in-flight cap reached")
-        grant = self.rate.acquire(max_wait_s=self.short_wait_s, bulk=bulk)
+        grant = self.rate.acquire(max_wait_s=self.rate_wait_s, bulk=bulk)
         if not grant.granted:
             self.inflight.release(lease)
             return Admission(defer_s=grant.wait_s, reason="rate limit")
