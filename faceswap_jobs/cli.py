@@ -268,20 +268,19 @@ def resume() -> None:
 def webhook(
     port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
     host: Annotated[str | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(min=1, help="receiver processes")] = 1,
 ) -> None:
-    """Run the callback receiver (needs FACESWAP_WEBHOOK_SECRET)."""
+    """Run the callback receiver (needs FACESWAP_WEBHOOK_SECRET); stateless, so it scales out."""
     import uvicorn
 
-    from faceswap_jobs.webhook import create_webhook_app
-
     settings = _settings()
-    try:
-        receiver = create_webhook_app(settings)
-    except ValueError as exc:
-        err_console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+    if settings.webhook_secret is None:
+        err_console.print("[red]the webhook receiver needs FACESWAP_WEBHOOK_SECRET[/red]")
+        raise typer.Exit(2)
     uvicorn.run(
-        receiver,
+        "faceswap_jobs.webhook:app_from_settings",
+        factory=True,
+        workers=workers,
         host=host or settings.webhook_host,
         port=port or settings.webhook_port,
         backlog=4096,

@@ -32,7 +32,7 @@ class Receiver:
     def start(self) -> None:
         self.process = ManagedProcess(
             "webhook",
-            python_module("faceswap_jobs", "webhook", "--port", str(self.port)),
+            python_module("faceswap_jobs", "webhook", "--port", str(self.port), "--workers", "2"),
             self.stack.logs / "webhook.log",
             self.stack.env(FACESWAP_WEBHOOK_SECRET=SECRET),
         )
