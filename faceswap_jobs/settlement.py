@@ -137,23 +137,27 @@ class Settlement:
 
     def on_callback(self, job_id: str, payload: dict[str, Any]) -> Settled:
         """Apply a verified callback body; idempotent, and harmless for unknown or ended jobs."""
-        record = self._store.get(job_id)
-        if record is None or record.state not in (JobState.WAITING_CALLBACK, JobState.RUNNING):
-            return Settled("ignored", record.state if record else None)
+        state, api_task_id, lease, token = self._r.hmget(
+            self._keys.job(job_id), "state", "api_task_id", "inflight_lease", "token_id"
+        )
+        if state not in (JobState.WAITING_CALLBACK, JobState.RUNNING):
+            return Settled("ignored", JobState(state) if state else None)
         if payload.get("success") is True:
             try:
                 result = SwapResult.model_validate(payload)
             except ValueError:
-                error: FaceSwapError = MalformedResponseError(
-                    "callback has no usable image_url",
-                    None,
-                    None,
-                    None,
-                    None,
-                    json.dumps(payload)[:500],
-                )
-                return self._fail_or_retry(record, error)
-            return self._succeed(record, result)
+                result = None
+            if result is not None:
+                return self._succeed(job_id, JobState(state), api_task_id, lease, token, result)
+        record = self._store.get(job_id)
+        if record is None:
+            return Settled("ignored", None)
+        if payload.get("success") is True:
+            detail = json.dumps(payload)[:500]
+            error: FaceSwapError = MalformedResponseError(
+                "callback has no usable image_url", None, None, None, None, detail
+            )
+            return self._fail_or_retry(record, error)
         return self._fail_or_retry(record, callback_error(payload))
 
     def reconcile(self) -> int:
@@ -179,15 +183,23 @@ class Settlement:
                 settled += 1
         return settled
 
-    def _succeed(self, record: JobRecord, result: SwapResult) -> Settled:
+    def _succeed(
+        self,
+        job_id: str,
+        state: JobState,
+        api_task_id: str | None,
+        lease: str | None,
+        token: str | None,
+        result: SwapResult,
+    ) -> Settled:
         fields = {"result": result.model_dump_json(), "wait_reason": ""}
-        if result.task_id and not record.api_task_id:
+        if result.task_id and not api_task_id:
             fields["api_task_id"] = result.task_id
-        if not self._apply(record, JobState.SUCCEEDED, "succeeded", fields, None):
-            return Settled("ignored", record.state)
-        self._app.backend.store_result(record.id, result.model_dump(), celery_states.SUCCESS)
-        self._event("task-succeeded", record.id, result=repr(result.model_dump()), runtime=0.0)
-        log.info("job %s succeeded by callback", record.id)
+        if not self._apply(job_id, lease, token, JobState.SUCCEEDED, "succeeded", fields, None):
+            return Settled("ignored", state)
+        self._app.backend.store_result(job_id, result.model_dump(), celery_states.SUCCESS)
+        self._event("task-succeeded", job_id, result=repr(result.model_dump()), runtime=0.0)
+        log.info("job %s succeeded by callback", job_id)
         return Settled("succeeded", JobState.SUCCEEDED)
 
     def _fail_or_retry(self, record: JobRecord, error: FaceSwapError) -> Settled:
@@ -204,7 +216,13 @@ class Settlement:
         fields: dict[str, str] = {"last_error": json.dumps(error.to_dict())}
         if decision.action is Action.FAIL:
             fields["failure_reason"] = decision.reason
-            if not self._apply(record, JobState.FAILED, "failed", fields, error):
+            if not self._apply_to(
+                record,
+                JobState.FAILED,
+                "failed",
+                fields,
+                error,
+            ):
                 return Settled("ignored", record.state)
             self._app.backend.store_result(record.id, error, celery_states.FAILURE)
             self._event("task-failed", record.id, exception=repr(error), traceback="")
@@ -213,7 +231,13 @@ class Settlement:
         if decision.action is Action.PAUSE:
             fields["wait_reason"] = decision.reason
             fields["paused_at"] = repr(now)
-            if not self._apply(record, JobState.PAUSED, "pause", fields, error):
+            if not self._apply_to(
+                record,
+                JobState.PAUSED,
+                "pause",
+                fields,
+                error,
+            ):
                 return Settled("ignored", record.state)
             if record.token_id:
                 CircuitBreaker(
@@ -225,7 +249,13 @@ class Settlement:
             self._parking.pause(record.id)
             return Settled("pause", JobState.PAUSED)
         fields["wait_reason"] = decision.reason
-        if not self._apply(record, JobState.RETRY_WAIT, str(decision.action), fields, error):
+        if not self._apply_to(
+            record,
+            JobState.RETRY_WAIT,
+            str(decision.action),
+            fields,
+            error,
+        ):
             return Settled("ignored", record.state)
         self._parking.park(record.id, decision.delay_s)
         self._event("task-retried", record.id, exception=repr(error), traceback="")
@@ -245,7 +275,7 @@ class Settlement:
         except (OSError, redis.RedisError, KombuError) as exc:
             log.warning("could not send %s for job %s to Flower: %s", kind, job_id, exc)
 
-    def _apply(
+    def _apply_to(
         self,
         record: JobRecord,
         state: JobState,
@@ -253,10 +283,24 @@ class Settlement:
         fields: dict[str, str],
         error: FaceSwapError | None,
     ) -> bool:
+        return self._apply(
+            record.id, record.inflight_lease, record.token_id, state, outcome, fields, error
+        )
+
+    def _apply(
+        self,
+        job_id: str,
+        lease: str | None,
+        token: str | None,
+        state: JobState,
+        outcome: str,
+        fields: dict[str, str],
+        error: FaceSwapError | None,
+    ) -> bool:
         settled = self._settle(
             keys=[
-                self._keys.job(record.id),
-                self._keys.history(record.id),
+                self._keys.job(job_id),
+                self._keys.history(job_id),
                 self._keys.awaiting_callback,
                 self._keys.stats,
                 self._keys.dead_letters,
@@ -270,12 +314,8 @@ class Settlement:
                 self._ttl_ms if state.finished else 0,
             ],
         )
-        if settled and record.inflight_lease and record.token_id:
+        if settled and lease and token:
             InflightSemaphore(
-                self._r,
-                self._keys.inflight(record.token_id),
-                self._keys.inflight_wake(record.token_id),
-                cap=0,
-                lease_ttl_s=0.0,
-            ).release(record.inflight_lease)
+                self._r, self._keys.inflight(token), self._keys.inflight_wake(token), 0, 0.0
+            ).release(lease)
         return bool(settled)
