@@ -23,16 +23,23 @@ from faceswap_jobs.policy import RetryConfig
 from faceswap_jobs.settlement import Settlement
 from faceswap_jobs.store import JobStore
 
+REDIS_CONNECTIONS = 64
+"""Connections per process. Threads hold one only for a few round trips (or a wait of at most a
+second), so a pool this size serves thousands of threads; one connection per thread would
+cost a socket and its buffers each."""
+
 
 def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(
+    pool = redis.BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=min(REDIS_CONNECTIONS, settings.concurrency + 8),
+        timeout=30,
         decode_responses=True,
         socket_timeout=10.0,
         socket_connect_timeout=5.0,
         health_check_interval=30,
-        max_connections=max(16, settings.concurrency + 8),
     )
+    return redis.Redis(connection_pool=pool)
 
 
 def job_store(settings: Settings, client: redis.Redis) -> JobStore:
