@@ -105,10 +105,11 @@ class Emulator:
         assert body["count"] == len(body["calls"])
         return body["calls"]
 
-    def deliveries(self) -> list[dict[str, Any]]:
+    def deliveries(self, *task_ids: str) -> list[dict[str, Any]]:
+        """Deliveries of these tasks only: a previous test's delivery may be recorded late."""
         body = requests.get(self.url("/_emulator/callbacks"), timeout=5).json()
         assert body["count"] == len(body["deliveries"])
-        return body["deliveries"]
+        return [d for d in body["deliveries"] if d["task_id"] in task_ids]
 
 
 def _start_emulator(log_path: Path, *extra_args: str) -> Emulator:
@@ -723,8 +724,8 @@ def test_callback_mode_acknowledges_then_posts_the_result(
         200,
         ack["task_id"],
     )
-    _wait_until(lambda: len(emulator.deliveries()) == 1)
-    [delivery] = emulator.deliveries()
+    _wait_until(lambda: len(emulator.deliveries(ack["task_id"])) == 1)
+    [delivery] = emulator.deliveries(ack["task_id"])
     assert delivery["task_id"] == ack["task_id"]
     assert delivery["url"] == receiver.url
     assert (delivery["status"], delivery["lost"], delivery["duplicate"]) == (200, False, False)
@@ -752,10 +753,11 @@ def test_callback_duplicate_and_loss(emulator: Emulator, receiver: _CallbackRece
     payloads = receiver.wait_for(2)
     emulator.configure(callback_duplicate=0.0, callback_loss=1.0)
     lost = emulator.swap(emulator.default_body(callback_url=receiver.url)).json()
-    _wait_until(lambda: len(emulator.deliveries()) == 3)
+    mine = (duplicated["task_id"], lost["task_id"])
+    _wait_until(lambda: len(emulator.deliveries(*mine)) == 3)
 
     assert [p["task_id"] for p in payloads] == [duplicated["task_id"]] * 2
-    deliveries = emulator.deliveries()
+    deliveries = emulator.deliveries(*mine)
     assert [(d["task_id"], d["duplicate"], d["lost"]) for d in deliveries] == [
         (duplicated["task_id"], False, False),
         (duplicated["task_id"], True, False),
@@ -774,10 +776,10 @@ def test_callback_jitter_reorders_deliveries(
         acks.append(emulator.swap(emulator.default_body(callback_url=receiver.url)).json())
         time.sleep(0.01)
 
-    payloads = receiver.wait_for(12)
-
     sent = [ack["task_id"] for ack in acks]
-    arrived = [p["task_id"] for p in payloads]
+    _wait_until(lambda: set(sent) <= {p["task_id"] for p in receiver.wait_for(0)})
+
+    arrived = [p["task_id"] for p in receiver.wait_for(0) if p["task_id"] in sent]
     assert sorted(arrived) == sorted(sent)
     assert arrived != sent
 
