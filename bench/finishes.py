@@ -12,8 +12,8 @@ from collections import Counter
 
 import redis
 
+from bench.trackers import ended_jobs
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.models import JobState
 
 
 class FinishTracker:
@@ -36,17 +36,10 @@ class FinishTracker:
         submitted = len(self._ids)
         self._pending += self._ids[self._seen : submitted]
         self._seen = submitted
-        pipe = self._r.pipeline(transaction=False)
-        for job_id in self._pending:
-            pipe.hmget(self._keys.job(job_id), "state", "updated_at")
-        still: list[str] = []
-        for job_id, (state, updated_at) in zip(self._pending, pipe.execute(), strict=True):
-            if state is not None and JobState(state).finished:
-                self.finish_times_s.append(float(updated_at))
-                self.failed += state != JobState.SUCCEEDED
-            else:
-                still.append(job_id)
-        self._pending = still
+        ended, self._pending = ended_jobs(self._r, self._keys, self._pending)
+        for finish_s, failed in ended:
+            self.finish_times_s.append(finish_s)
+            self.failed += failed
         return self.finished
 
 

@@ -42,17 +42,28 @@ class JobRecordTracker:
         self.tally = Tally()
 
     def poll(self) -> Tally:
-        pipe = self._r.pipeline(transaction=False)
-        for job_id in self._pending:
-            pipe.hmget(self._keys.job(job_id), "state", "updated_at")
-        still: list[str] = []
-        for job_id, (state, updated_at) in zip(self._pending, pipe.execute(), strict=True):
-            if state is not None and JobState(state).finished:
-                self.tally.add(float(updated_at), state != JobState.SUCCEEDED)
-            else:
-                still.append(job_id)
-        self._pending = still
+        ended, self._pending = ended_jobs(self._r, self._keys, self._pending)
+        for finish_s, failed in ended:
+            self.tally.add(finish_s, failed)
         return self.tally
+
+
+def ended_jobs(
+    client: redis.Redis, keys: Keys, pending: list[str]
+) -> tuple[list[tuple[float, bool]], list[str]]:
+    """One pipelined read of `pending` jobs: (finish time, failed) of those that ended, and the
+    ids still pending. Raw fields, not whole records, so polling stays cheap."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in pending:
+        pipe.hmget(keys.job(job_id), "state", "updated_at")
+    ended: list[tuple[float, bool]] = []
+    still: list[str] = []
+    for job_id, (state, updated_at) in zip(pending, pipe.execute(), strict=True):
+        if state is not None and JobState(state).finished:
+            ended.append((float(updated_at), state != JobState.SUCCEEDED))
+        else:
+            still.append(job_id)
+    return ended, still
 
 
 class CeleryResultTracker:
