@@ -58,7 +58,7 @@ from bench.procs import (
     slow_emulator,
 )
 from bench.stack import workers
-from bench.usage import Usage, pid_cpu_s
+from bench.usage import Usage, machine_busy_s, own_cpu_s, pid_cpu_s
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import token_id
@@ -121,6 +121,7 @@ def measure(
     redis_pid = int(producer.redis.info("server")["process_id"])
     usage.mark()
     redis_cpu0, emulator_cpu0 = pid_cpu_s(redis_pid), pid_cpu_s(emulator.pid)
+    machine0, bench0 = machine_busy_s(), own_cpu_s()
     ids: list[str] = []
     submit_errors: list[str] = []
     t0 = time.time()
@@ -157,6 +158,8 @@ def measure(
     usage.sample()
     cpu_s, redis_cpu_s = usage.cpu_s(), pid_cpu_s(redis_pid) - redis_cpu0
     emulator_cpu_s = pid_cpu_s(emulator.pid) - emulator_cpu0
+    machine_s, bench_s = machine_busy_s() - machine0, own_cpu_s() - bench0
+    other_s = machine_s - cpu_s - redis_cpu_s - emulator_cpu_s - bench_s
     log_end = {name: log_size(path) for name, path in logs.items()}
     submitter.join(timeout=60.0)
     ledger = emulator.ledger()
@@ -166,6 +169,7 @@ def measure(
     figures = {"stop": stop, "submit_errors": submit_errors[:3], "job_states": states}
     figures |= {"cpu_s": cpu_s, "cpu_s_by_process": usage.cpu_s_by_tree(), "samples": samples}
     figures |= {"redis_cpu_s": redis_cpu_s, "emulator_cpu_s": emulator_cpu_s}
+    figures |= {"bench_cpu_s": bench_s, "machine_busy_cpu_s": machine_s, "other_cpu_s": other_s}
     figures |= {"peak_threads": usage.peak_threads}
     figures["task_deliveries"] = count_in_log(logs["worker"], log_end["worker"], "] received")
     figures |= {"peak_rss_mb": usage.peak_rss_mb, "peak_total_rss_mb": usage.peak_total_rss_mb}

@@ -85,3 +85,15 @@ def pid_cpu_s(pid: int) -> float:
     except psutil.Error:
         return 0.0
     return times.user + times.system
+
+
+def machine_busy_s() -> float:
+    """CPU seconds every core of the machine has spent busy (not idle, not waiting on I/O)."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def own_cpu_s() -> float:
+    """CPU seconds (user + system) of this process: the bench itself."""
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
