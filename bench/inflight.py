@@ -25,6 +25,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import sys
 import threading
 import time
@@ -291,7 +292,12 @@ def run_all(args: argparse.Namespace, console: Console) -> tuple[list[dict], dic
     return results, recv
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwind the context managers: they stop every process we started
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args(argv)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     for old_log in (args.out / "logs").glob("inflight-*.log"):
