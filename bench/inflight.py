@@ -267,6 +267,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--callback-rate", type=float, default=100.0, help="B: our rate for callback mode")
     add("--receiver-rate", type=float, default=500.0, help="C: callbacks offered per second")
     add("--receiver-s", type=float, default=20.0, help="C: how long they are offered")
+    add("--receiver-workers", type=int, default=1, help="C: receiver processes (`--workers`)")
     add("--only", default="", help="comma-separated slugs, e.g. A-sync,C-receiver")
     add("--out", type=Path, default=Path("bench/results"))
     return parser.parse_args(argv)
@@ -288,7 +289,7 @@ def run_all(args: argparse.Namespace, console: Console) -> tuple[list[dict], dic
         results = [run_contender(bench, c) for c in chosen]
         recv = None
         if not only or "C-receiver" in only:
-            recv = run_receiver(bench, args.receiver_rate, args.receiver_s)
+            recv = run_receiver(bench, args.receiver_rate, args.receiver_s, args.receiver_workers)
     return results, recv
 
 

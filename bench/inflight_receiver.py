@@ -21,7 +21,7 @@ from faceswap_jobs.runtime import Runtime
 SAMPLE_S = 1.0
 
 
-def run_receiver(bench: Bench, rate_per_s: float, seconds: float) -> dict[str, Any]:
+def run_receiver(bench: Bench, rate_per_s: float, seconds: float, workers: int) -> dict[str, Any]:
     """Scenario C: seed waiting jobs, offer their callbacks open-loop, check every job."""
     prefix = fresh_prefix(bench.redis_url, "C")
     count = round(rate_per_s * seconds)
@@ -35,7 +35,7 @@ def run_receiver(bench: Bench, rate_per_s: float, seconds: float) -> dict[str, A
     )
     log_path = bench.logs / "inflight-C-receiver.log"
     code = code_fingerprint(PACKAGE)
-    with receiver(our_env(bench, prefix), log_path) as (url, process):
+    with receiver(our_env(bench, prefix), log_path, workers) as (url, process):
         rt = Runtime.build(settings, create_app(settings))
         task = bench.progress.add_task("C-receiver", total=count, info="seeding waiting jobs")
         ids = seed_waiting_jobs(rt, count, token_id(bench.token), settings.callback_wait_s)
@@ -63,6 +63,7 @@ def run_receiver(bench: Bench, rate_per_s: float, seconds: float) -> dict[str, A
         "code": code,
         **figures,
         "jobs": count,
+        "receiver_workers": workers,
         "job_states": states,
         "peak_rss_mb": usage.peak_total_rss_mb,
         "cpu_s": cpu_s,

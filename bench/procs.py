@@ -71,10 +71,12 @@ def slow_emulator(
 
 
 @contextlib.contextmanager
-def receiver(env: Mapping[str, str], log_path: Path) -> Iterator[tuple[str, ManagedProcess]]:
+def receiver(
+    env: Mapping[str, str], log_path: Path, workers: int = 1
+) -> Iterator[tuple[str, ManagedProcess]]:
     """`python -m faceswap_jobs webhook` on a free port; yields its base URL and process."""
     port = free_port()
-    argv = python_module("faceswap_jobs", "webhook", "--port", str(port))
+    argv = python_module("faceswap_jobs", "webhook", "--port", str(port), "--workers", str(workers))
     process = ManagedProcess("receiver", argv, log_path, env)
     base_url = f"http://127.0.0.1:{port}"
     try:

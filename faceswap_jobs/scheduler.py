@@ -91,6 +91,7 @@ class SchedulerStep(bootsteps.StartStopStep):
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+        runtime_for(worker.app).settlement.close()
 
     def _run(self, scheduler: Scheduler) -> None:
         while not self._stop.wait(TICK_S):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,14 +18,13 @@ from typing import Any
 import redis
 from celery import Celery
 from celery import states as celery_states
-from celery.events.dispatcher import EventDispatcher
-from kombu.exceptions import KombuError
 
+from faceswap_jobs.announce import Announcement, Announcer
 from faceswap_jobs.client import callback_error
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, MalformedResponseError
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.breaker import CircuitBreaker
-from faceswap_jobs.limits.inflight import InflightSemaphore
+from faceswap_jobs.limits.inflight import WAKE_LIST_MAX
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapResult
 from faceswap_jobs.parking import ParkingLot
 from faceswap_jobs.policy import Action, RetryConfig, decide
@@ -56,10 +53,13 @@ SETTLE = """
 -- KEYS: [1] job hash, [2] history list, [3] awaiting-callback sorted set, [4] stats hash,
 --       [5] dead-letter sorted set
 -- ARGV: [1] new state, [2] attempt outcome, [3] now, [4] fields to set (JSON object),
---       [5] error of the attempt (JSON or ''), [6] ttl (ms) when the job ends, else 0
--- Settles a job still waiting (or still running: an early callback); returns 1 if it did.
+--       [5] error of the attempt (JSON or ''), [6] ttl (ms) when the job ends, else 0,
+--       [7] API task id to record if none is yet (or ''), [8] in-flight key prefix,
+--       [9] longest wake-up list
+-- Settles a job still waiting (or still running: an early callback) and frees the in-flight
+-- slot its call held, all at once. Returns {1} if it did, else {0, state}.
 local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'waiting_callback' and state ~= 'running' then return 0 end
+if state ~= 'waiting_callback' and state ~= 'running' then return {0, state or ''} end
 local now = tonumber(ARGV[3])
 local last = redis.call('LINDEX', KEYS[2], -1)
 if last then
@@ -74,7 +74,18 @@ if last then
 end
 local fields = cjson.decode(ARGV[4])
 for name, value in pairs(fields) do redis.call('HSET', KEYS[1], name, value) end
+if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[1], 'api_task_id', ARGV[7]) end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'updated_at', ARGV[3])
+local held = redis.call('HMGET', KEYS[1], 'inflight_lease', 'token_id')
+if held[1] and held[2] then
+  local slots = ARGV[8] .. held[2]
+  if redis.call('ZREM', slots, held[1]) == 1 then
+    local wake = slots .. ':wake'
+    redis.call('LPUSH', wake, '1')
+    redis.call('LTRIM', wake, 0, tonumber(ARGV[9]) - 1)
+    redis.call('PEXPIRE', wake, 60000)
+  end
+end
 redis.call('HDEL', KEYS[1], 'inflight_lease')
 local id = redis.call('HGET', KEYS[1], 'id')
 redis.call('ZREM', KEYS[3], id)
@@ -85,7 +96,7 @@ if tonumber(ARGV[6]) > 0 then
   redis.call('HINCRBY', KEYS[4], 'jobs:' .. ARGV[1], 1)
 end
 if ARGV[1] == 'failed' then redis.call('ZADD', KEYS[5], now, id) end
-return 1
+return {1}
 """
 
 LOST_CALLBACK_BATCH = 200
@@ -116,14 +127,17 @@ class Settlement:
         breaker_max_cooldown_s: float,
     ) -> None:
         self._r, self._keys, self._store, self._parking = client, keys, store, parking
-        self._retry, self._app = retry, app
+        self._retry = retry
         self._ttl_ms = max(1, int(result_ttl_s * 1000))
         self._breaker_cooldowns = (breaker_cooldown_s, breaker_max_cooldown_s)
         self._accept = client.register_script(ACCEPT)
         self._settle = client.register_script(SETTLE)
         self._rng = random.Random()
-        self._events: EventDispatcher | None = None
-        self._events_lock = threading.Lock()
+        self._announcer = Announcer(app)
+
+    def close(self) -> None:
+        """Flush what is still to be told to Celery's backend and Flower."""
+        self._announcer.close()
 
     def accept(
         self, job_id: str, attempt: Attempt, api_task_id: str, wait_s: float, lease: str, token: str
@@ -137,21 +151,13 @@ class Settlement:
 
     def on_callback(self, job_id: str, payload: dict[str, Any]) -> Settled:
         """Apply a verified callback body; idempotent, and harmless for unknown or ended jobs."""
-        state, api_task_id, lease, token = self._r.hmget(
-            self._keys.job(job_id), "state", "api_task_id", "inflight_lease", "token_id"
-        )
-        if state not in (JobState.WAITING_CALLBACK, JobState.RUNNING):
-            return Settled("ignored", JobState(state) if state else None)
-        if payload.get("success") is True:
-            try:
-                result = SwapResult.model_validate(payload)
-            except ValueError:
-                result = None
-            if result is not None:
-                return self._succeed(job_id, JobState(state), api_task_id, lease, token, result)
+        result = usable_result(payload)
+        if result is not None:
+            keys, args = self.success_call(job_id, result)
+            return self.succeeded(job_id, result, self._settle(keys=keys, args=args))
         record = self._store.get(job_id)
-        if record is None:
-            return Settled("ignored", None)
+        if record is None or record.state not in (JobState.WAITING_CALLBACK, JobState.RUNNING):
+            return Settled("ignored", record.state if record else None)
         if payload.get("success") is True:
             detail = json.dumps(payload)[:500]
             error: FaceSwapError = MalformedResponseError(
@@ -159,6 +165,24 @@ class Settlement:
             )
             return self._fail_or_retry(record, error)
         return self._fail_or_retry(record, callback_error(payload))
+
+    def success_call(self, job_id: str, result: SwapResult) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the `SETTLE` script for a successful callback: the receiver runs
+        it on its asyncio client (one round trip), `on_callback` on the blocking one."""
+        fields = {"result": result.model_dump_json(), "wait_reason": ""}
+        return self._call(job_id, JobState.SUCCEEDED, "succeeded", fields, None, result.task_id)
+
+    def succeeded(self, job_id: str, result: SwapResult, reply: list[Any]) -> Settled:
+        """What a `success_call` did; tells Celery's backend and Flower when it settled."""
+        if not reply[0]:
+            return Settled("ignored", JobState(reply[1]) if reply[1] else None)
+        dumped = result.model_dump()
+        self._announcer.announce(
+            Announcement(job_id, "task-succeeded", {"result": repr(dumped), "runtime": 0.0},
+                         celery_states.SUCCESS, dumped)
+        )  # fmt: skip
+        log.info("job %s succeeded by callback", job_id)
+        return Settled("succeeded", JobState.SUCCEEDED)
 
     def reconcile(self) -> int:
         """Give up on callbacks past their deadline: retry within budget, or fail the job."""
@@ -183,25 +207,6 @@ class Settlement:
                 settled += 1
         return settled
 
-    def _succeed(
-        self,
-        job_id: str,
-        state: JobState,
-        api_task_id: str | None,
-        lease: str | None,
-        token: str | None,
-        result: SwapResult,
-    ) -> Settled:
-        fields = {"result": result.model_dump_json(), "wait_reason": ""}
-        if result.task_id and not api_task_id:
-            fields["api_task_id"] = result.task_id
-        if not self._apply(job_id, lease, token, JobState.SUCCEEDED, "succeeded", fields, None):
-            return Settled("ignored", state)
-        self._app.backend.store_result(job_id, result.model_dump(), celery_states.SUCCESS)
-        self._event("task-succeeded", job_id, result=repr(result.model_dump()), runtime=0.0)
-        log.info("job %s succeeded by callback", job_id)
-        return Settled("succeeded", JobState.SUCCEEDED)
-
     def _fail_or_retry(self, record: JobRecord, error: FaceSwapError) -> Settled:
         now = time.time()
         decision = decide(
@@ -224,8 +229,10 @@ class Settlement:
                 error,
             ):
                 return Settled("ignored", record.state)
-            self._app.backend.store_result(record.id, error, celery_states.FAILURE)
-            self._event("task-failed", record.id, exception=repr(error), traceback="")
+            self._announcer.announce(
+                Announcement(record.id, "task-failed", {"exception": repr(error), "traceback": ""},
+                             celery_states.FAILURE, error)
+            )  # fmt: skip
             log.warning("job %s failed by callback: %s (%s)", record.id, error, decision.reason)
             return Settled("failed", JobState.FAILED)
         if decision.action is Action.PAUSE:
@@ -258,22 +265,11 @@ class Settlement:
         ):
             return Settled("ignored", record.state)
         self._parking.park(record.id, decision.delay_s)
-        self._event("task-retried", record.id, exception=repr(error), traceback="")
+        self._announcer.announce(
+            Announcement(record.id, "task-retried", {"exception": repr(error), "traceback": ""})
+        )
         log.info("job %s: %s; resubmitting in %.2fs", record.id, error, decision.delay_s)
         return Settled(str(decision.action), JobState.RETRY_WAIT)
-
-    def _event(self, kind: str, job_id: str, **fields: Any) -> None:
-        """Tell Flower, as a worker would have; best effort: a settled job stays settled."""
-        try:
-            with self._events_lock:
-                if self._events is None:
-                    self._events = self._app.events.Dispatcher(
-                        connection=self._app.connection_for_write(),
-                        hostname=f"settlement@{socket.gethostname()}",
-                    )
-            self._events.send(kind, uuid=job_id, **fields)
-        except (OSError, redis.RedisError, KombuError) as exc:
-            log.warning("could not send %s for job %s to Flower: %s", kind, job_id, exc)
 
     def _apply_to(
         self,
@@ -283,39 +279,44 @@ class Settlement:
         fields: dict[str, str],
         error: FaceSwapError | None,
     ) -> bool:
-        return self._apply(
-            record.id, record.inflight_lease, record.token_id, state, outcome, fields, error
-        )
+        keys, args = self._call(record.id, state, outcome, fields, error, None)
+        return bool(self._settle(keys=keys, args=args)[0])
 
-    def _apply(
+    def _call(
         self,
         job_id: str,
-        lease: str | None,
-        token: str | None,
         state: JobState,
         outcome: str,
         fields: dict[str, str],
         error: FaceSwapError | None,
-    ) -> bool:
-        settled = self._settle(
-            keys=[
-                self._keys.job(job_id),
-                self._keys.history(job_id),
-                self._keys.awaiting_callback,
-                self._keys.stats,
-                self._keys.dead_letters,
-            ],
-            args=[
-                state,
-                outcome,
-                time.time(),
-                json.dumps(fields),
-                json.dumps(error.to_dict()) if error else "",
-                self._ttl_ms if state.finished else 0,
-            ],
-        )
-        if settled and lease and token:
-            InflightSemaphore(
-                self._r, self._keys.inflight(token), self._keys.inflight_wake(token), 0, 0.0
-            ).release(lease)
-        return bool(settled)
+        api_task_id: str | None,
+    ) -> tuple[list[str], list[Any]]:
+        keys = [
+            self._keys.job(job_id),
+            self._keys.history(job_id),
+            self._keys.awaiting_callback,
+            self._keys.stats,
+            self._keys.dead_letters,
+        ]
+        args = [
+            state,
+            outcome,
+            time.time(),
+            json.dumps(fields),
+            json.dumps(error.to_dict()) if error else "",
+            self._ttl_ms if state.finished else 0,
+            api_task_id or "",
+            self._keys.inflight(""),
+            WAKE_LIST_MAX,
+        ]
+        return keys, args
+
+
+def usable_result(payload: dict[str, Any]) -> SwapResult | None:
+    """The swap result a `success: true` callback carries, or None (a failure, or unusable)."""
+    if payload.get("success") is not True:
+        return None
+    try:
+        return SwapResult.model_validate(payload)
+    except ValueError:
+        return None

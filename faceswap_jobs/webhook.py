@@ -1,7 +1,10 @@
 """The webhook receiver: where the API POSTs callback-mode results (`faceswap-jobs webhook`).
 
 It answers fast and does little: check the per-job signature before reading the body, bound and
-parse the body, then let `Settlement` apply it in one atomic step. A client's mistake gets a 4xx
+parse the body, then let `Settlement` apply it in one atomic step. A success — nearly every
+callback — is one script call on an asyncio Redis client, with no thread hop; a failure goes
+through the retry policy on a thread. Telling Celery's backend and Flower happens afterwards, in
+batches (`announce.py`). A client's mistake gets a 4xx
 with a reason, never a 500; an unknown or finished job gets a 200 that changes nothing, so the
 sender stops retrying.
 """
@@ -14,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
+import redis.asyncio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -22,7 +26,8 @@ from starlette.routing import Route
 
 from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
-from faceswap_jobs.runtime import redis_client, settlement
+from faceswap_jobs.runtime import REDIS_CONNECTIONS, redis_client, settlement
+from faceswap_jobs.settlement import SETTLE, usable_result
 from faceswap_jobs.signing import SIGNATURE_PARAM, verify
 
 log = logging.getLogger(__name__)
@@ -53,6 +58,15 @@ def create_webhook_app(settings: Settings) -> Starlette:
     secret = settings.webhook_secret.get_secret_value()
     client = redis_client(settings)
     settle = settlement(settings, client, create_app(settings))
+    async_client = redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        max_connections=REDIS_CONNECTIONS,
+        decode_responses=True,
+        socket_timeout=10.0,
+        socket_connect_timeout=5.0,
+        health_check_interval=30,
+    )
+    settle_script = async_client.register_script(SETTLE)
 
     async def receive(request: Request) -> JSONResponse:
         job_id = request.path_params["job_id"]
@@ -70,8 +84,14 @@ def create_webhook_app(settings: Settings) -> Starlette:
             return _refuse(400, "body is not JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("success"), bool):
             return _refuse(400, "body must be a JSON object with a boolean 'success'")
+        result = usable_result(payload)
         try:
-            settled = await run_in_threadpool(settle.on_callback, job_id, payload)
+            if result is None:
+                settled = await run_in_threadpool(settle.on_callback, job_id, payload)
+            else:
+                keys, args = settle.success_call(job_id, result)
+                reply = await settle_script(keys=keys, args=args)
+                settled = settle.succeeded(job_id, result, reply)
         except redis.RedisError as exc:
             log.warning("callback for job %s not stored, Redis unavailable: %s", job_id, exc)
             return _refuse(503, "storage unavailable, send again later")
@@ -84,7 +104,9 @@ def create_webhook_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         yield
+        settle.close()
         client.close()
+        await async_client.aclose()
 
     return Starlette(
         routes=[
