@@ -41,7 +41,12 @@ def create_app(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_soft_time_limit=settings.soft_time_limit_s,
         task_time_limit=settings.time_limit_s,
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        # Interactive first: a worker asks Redis for its queues in the order it was given them
+        # (`--queues interactive,bulk`), so a bulk backlog never delays an application's job.
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "queue_order_strategy": "priority",
+        },
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_connection_retry_on_startup=True,
         # Flower shows queued, started and retried tasks.

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from faceswap_jobs.batch_cli import backfill_command, batch_app
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import FaceSwapError
 from faceswap_jobs.keys import Keys
@@ -23,6 +24,8 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+app.command("backfill")(backfill_command)
+app.add_typer(batch_app, name="batch")
 
 
 def _settings() -> Settings:

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     """Threads (or processes) per worker; unset = sized from `max_in_flight` (see `concurrency`)."""
     interactive_queue: str = "faceswap.interactive"
     bulk_queue: str = "faceswap.bulk"
+    bulk_high_water: int = Field(default=100_000, ge=10)
+    """A backfill pauses while the bulk queue holds this many messages (~0.7 KB each)."""
 
     flower_host: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)

@@ -71,3 +71,25 @@ class Keys:
     def dead_letters(self) -> str:
         """Sorted set of failed job ids scored by failure time (the dead-letter queue)."""
         return f"{self.prefix}:dlq"
+
+    def batch(self, name: str) -> str:
+        """Hash: a batch's counters (rows, enqueued, started, succeeded...), source and cursor.
+        Settle scripts derive it from `batch("")` + name."""
+        return f"{self.prefix}:batch:{name}"
+
+    def batch_rows(self, name: str, segment: int) -> str:
+        """String: packed (job id, line) of 2**20 rows of a batch, in input order."""
+        return f"{self.prefix}:batch:{name}:rows:{segment}"
+
+    def batch_rejects(self, name: str) -> str:
+        """Hash: row position -> why that row was rejected."""
+        return f"{self.prefix}:batch:{name}:rejects"
+
+    def batch_lock(self, name: str) -> str:
+        """String: held by the one backfill enqueueing into a batch."""
+        return f"{self.prefix}:batch:{name}:lock"
+
+    @property
+    def batch_index(self) -> str:
+        """Sorted set of batch names by creation time."""
+        return f"{self.prefix}:batches"

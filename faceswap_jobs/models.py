@@ -7,6 +7,7 @@ nor an API call, and the caller gets one clear `InvalidSwapRequest`.
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,12 +24,15 @@ MAX_METADATA_BYTES = 4096
 """Size of the metadata serialised as JSON; it lives in the job record, never in the message."""
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
+
+
 def _check_url(value: str, field: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{field} must be a string")
     if len(value) > MAX_URL_LENGTH:
         raise ValueError(f"{field} is longer than {MAX_URL_LENGTH} characters")
-    if any(ch.isspace() or ord(ch) < 32 for ch in value):
+    if _SPACE_OR_CONTROL.search(value):
         raise ValueError(f"{field} must not contain whitespace or control characters")
     try:
         parts = urlsplit(value)
@@ -139,6 +143,11 @@ class JobRecord(BaseModel):
     updated_at: float
     idempotency_key: str | None = None
     batch: str | None = None
+    batch_position: int | None = None
+    """Which row of its batch this job is (0-based, rejected rows included)."""
+    batch_line: int | None = None
+    row_id: str | None = None
+    """The input's own `id` for the row, when it had one."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     attempts: int = 0
     """Counted attempts: calls that spend the retry budget."""
@@ -158,6 +167,8 @@ class JobRecord(BaseModel):
     """When the job last stopped for an open breaker (cleared when it runs again)."""
     paused_s: float = 0.0
     """Time spent paused by the breaker so far: it does not count against the deadline."""
+    retried_at: float | None = None
+    """When `batch retry-failed` sent the job again: its deadline starts over from there."""
     history: list[Attempt] = Field(default_factory=list)
 
     def error(self) -> FaceSwapError | None:
@@ -165,8 +176,9 @@ class JobRecord(BaseModel):
 
     @property
     def deadline_start(self) -> float:
-        """Where the job's deadline is measured from: submission, moved on by time paused."""
-        return self.created_at + self.paused_s
+        """Where the job's deadline is measured from: submission (or the last `retry-failed`),
+        moved on by time paused."""
+        return (self.retried_at or self.created_at) + self.paused_s
 
     @property
     def latency_s(self) -> float | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import redis
 from celery import Celery
 
+from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.celery_app import settings_of
 from faceswap_jobs.client import FaceSwapClient
 from faceswap_jobs.config import Settings
@@ -117,6 +118,7 @@ class Runtime:
     limits: Limits
     parking: ParkingLot
     settlement: Settlement
+    batches: BatchStore
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
@@ -137,6 +139,7 @@ class Runtime:
             limits=limits(settings, client),
             parking=parking_lot(settings, client),
             settlement=settlement(settings, client, app),
+            batches=BatchStore(client, Keys(settings.key_prefix)),
         )
 
 

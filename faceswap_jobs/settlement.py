@@ -55,7 +55,7 @@ SETTLE = """
 -- ARGV: [1] new state, [2] attempt outcome, [3] now, [4] fields to set (JSON object),
 --       [5] error of the attempt (JSON or ''), [6] ttl (ms) when the job ends, else 0,
 --       [7] API task id to record if none is yet (or ''), [8] in-flight key prefix,
---       [9] longest wake-up list
+--       [9] longest wake-up list, [10] batch key prefix
 -- Settles a job still waiting (or still running: an early callback) and frees the in-flight
 -- slot its call held, all at once. Returns {1} if it did, else {0, state}.
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -94,6 +94,8 @@ if tonumber(ARGV[6]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
   redis.call('HINCRBY', KEYS[4], 'jobs:' .. ARGV[1], 1)
+  local batch = redis.call('HGET', KEYS[1], 'batch')
+  if batch then redis.call('HINCRBY', ARGV[10] .. batch, ARGV[1], 1) end
 end
 if ARGV[1] == 'failed' then redis.call('ZADD', KEYS[5], now, id) end
 return {1}
@@ -308,6 +310,7 @@ class Settlement:
             api_task_id or "",
             self._keys.inflight(""),
             WAKE_LIST_MAX,
+            self._keys.batch(""),
         ]
         return keys, args
 

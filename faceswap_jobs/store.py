@@ -43,6 +43,15 @@ redis.call('HDEL', KEYS[1], 'paused_at')
 return redis.call('HINCRBYFLOAT', KEYS[1], 'paused_s', math.max(0, tonumber(ARGV[1]) - at))
 """
 
+COUNT_FOR_BATCH = """
+-- KEYS: [1] job hash
+-- ARGV: [1] batch key prefix, [2] counter
+-- A job of a batch reached an end state: count it in its batch (no-op for other jobs).
+local batch = redis.call('HGET', KEYS[1], 'batch')
+if batch then redis.call('HINCRBY', ARGV[1] .. batch, ARGV[2], 1) end
+return 1
+"""
+
 _JSON_FIELDS = ("request", "metadata", "result", "last_error")
 
 
@@ -61,6 +70,7 @@ class JobStore:
         self._create = client.register_script(CREATE_JOB)
         self._release = client.register_script(RELEASE_LEASE)
         self._unpause = client.register_script(UNPAUSE)
+        self._count_for_batch = client.register_script(COUNT_FOR_BATCH)
 
     def create(self, record: JobRecord) -> bool:
         """Store a new job; False (and nothing written) when the id is already taken."""
@@ -148,6 +158,21 @@ class JobStore:
         pipe.hincrby(self._keys.stats, f"calls:{attempt.outcome}", 1)
         if state.finished:
             pipe.hincrby(self._keys.stats, f"jobs:{state}", 1)
+            self._count_for_batch(keys=[job], args=[self._keys.batch(""), str(state)], client=pipe)
+        pipe.execute()
+
+    def cancel(self, job_id: str, now: float) -> None:
+        """End a job of a cancelled batch that was waiting (never while a call is running)."""
+        job = self._keys.job(job_id)
+        pipe = self._r.pipeline(transaction=True)
+        ended = {"state": JobState.CANCELLED, "updated_at": now, "wait_reason": ""}
+        pipe.hset(job, mapping={**ended, "failure_reason": "batch cancelled"})
+        pipe.pexpire(job, self._result_ttl_ms)
+        pipe.pexpire(self._keys.history(job_id), self._result_ttl_ms)
+        pipe.hincrby(self._keys.stats, f"jobs:{JobState.CANCELLED}", 1)
+        self._count_for_batch(
+            keys=[job], args=[self._keys.batch(""), str(JobState.CANCELLED)], client=pipe
+        )
         pipe.execute()
 
     def set_state(self, job_id: str, state: JobState, now: float, reason: str = "") -> None:

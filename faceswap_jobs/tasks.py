@@ -17,10 +17,11 @@ from typing import Any, NoReturn
 from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
+from faceswap_jobs.batches.messages import Origin
 from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
 from faceswap_jobs.limits import Admission
-from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, check_metadata
 from faceswap_jobs.policy import Action, decide
 from faceswap_jobs.runtime import Runtime, runtime_for
 from faceswap_jobs.signing import callback_url
@@ -40,10 +41,29 @@ _HOST = socket.gethostname()
     max_retries=None,
     throws=(FaceSwapError,),
 )
-def swap(self: Task, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
-    """Call the API once for `job_id`, then succeed, fail, or schedule the next try."""
+def swap(
+    self: Task,
+    job_id: str,
+    request: dict[str, Any],
+    origin: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Call the API once for `job_id`, then succeed, fail, or schedule the next try.
+
+    `origin` and `metadata` come with bulk jobs, whose record the worker writes on first sight
+    (the enqueuer writes only the message)."""
     rt = runtime_for(self.app)
-    record = _load_or_adopt(rt, job_id, request, self.request.delivery_info or {})
+    row = Origin.from_arg(origin)
+    if row is not None and rt.store.get(job_id) is None and rt.batches.is_cancelled(row.batch):
+        rt.batches.count(row.batch, "cancelled_queued")
+        raise Ignore()
+    record = _load_or_adopt(rt, job_id, request, self.request.delivery_info or {}, row, metadata)
+    if row is not None and record.batch_position not in (None, row.position):
+        log.info("line %d of batch %s repeats job %s: no second call", row.line, row.batch, job_id)
+        rt.batches.count(row.batch, "duplicates")
+        raise Ignore()
+    if record.batch and not record.state.finished and rt.batches.is_cancelled(record.batch):
+        _cancel_unless_running(rt, record)
     if record.state is JobState.SUCCEEDED and record.result is not None:
         return record.result.model_dump()
     if record.state.finished:
@@ -62,7 +82,12 @@ def swap(self: Task, job_id: str, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_or_adopt(
-    rt: Runtime, job_id: str, request: dict[str, Any], delivery_info: dict[str, Any]
+    rt: Runtime,
+    job_id: str,
+    request: dict[str, Any],
+    delivery_info: dict[str, Any],
+    row: Origin | None,
+    metadata: dict[str, Any] | None,
 ) -> JobRecord:
     """The job's record; a message whose record expired or was never written gets a new one."""
     record = rt.store.get(job_id)
@@ -76,11 +101,33 @@ def _load_or_adopt(
         queue=str(delivery_info.get("routing_key") or rt.settings.interactive_queue),
         created_at=now,
         updated_at=now,
+        metadata=check_metadata(metadata) if metadata else {},
+        **(_batch_fields(row) if row else {}),
     )
     if not rt.store.create(adopted):
         return rt.store.get(job_id) or adopted
     rt.store.mark_sent(job_id)
+    if row is not None:
+        rt.batches.count(row.batch, "started")
     return adopted
+
+
+def _batch_fields(row: Origin) -> dict[str, Any]:
+    return {
+        "batch": row.batch,
+        "batch_position": row.position,
+        "batch_line": row.line,
+        "row_id": row.row_id,
+    }
+
+
+def _cancel_unless_running(rt: Runtime, record: JobRecord) -> NoReturn:
+    """A job of a cancelled batch ends here, before any call; one whose call is running (another
+    worker holds its lease) is left to finish."""
+    if record.state is not JobState.RUNNING:
+        rt.store.cancel(record.id, time.time())
+        log.info("job %s: its batch %s was cancelled", record.id, record.batch)
+    raise Ignore()
 
 
 def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict[str, Any]:

@@ -1,0 +1,253 @@
+"""`faceswap-jobs backfill` and `faceswap-jobs batch ...`: bulk work from the command line."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from faceswap_jobs.batches.backfill import BatchSourceMismatch, backfill, dry_run
+from faceswap_jobs.batches.enqueue import BatchLocked, Chunked
+from faceswap_jobs.batches.export import export_rows, write_export
+from faceswap_jobs.batches.handle import Batch
+from faceswap_jobs.batches.rows import InputFileError
+from faceswap_jobs.batches.store import BatchProgress, BatchStore
+from faceswap_jobs.config import Settings
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.runtime import redis_client
+
+if TYPE_CHECKING:
+    from faceswap_jobs.batches.report import SheetRow
+
+batch_app = typer.Typer(help="Follow, export, cancel and retry batches.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        err_console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _progress_columns() -> tuple:
+    return (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+def backfill_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    batch: Annotated[str, typer.Option(help="batch name; the same name resumes")],
+    rejects: Annotated[Path | None, typer.Option(help="default: FILE.rejects.csv")] = None,
+    dry_run_only: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
+) -> None:
+    """Enqueue a CSV (with header) or JSONL file of swaps as a batch on the bulk queue.
+
+    Rows stream in constant memory; invalid rows go to the rejects file with line and reason.
+    Run it again after a crash or Ctrl-C: it continues where the batch stopped."""
+    settings = _settings()
+    rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
+    try:
+        if dry_run_only:
+            _dry_run(settings, file, rejects_path)
+            return
+        _backfill(settings, file, batch, rejects_path)
+    except (InputFileError, BatchSourceMismatch, BatchLocked) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _dry_run(settings: Settings, file: Path, rejects_path: Path) -> None:
+    with Progress(*_progress_columns(), console=err_console, transient=True) as bar:
+        task = bar.add_task("validating", total=None, info="")
+        rows, rejected = dry_run(settings, file, rejects_path,
+                                 lambda n: bar.update(task, completed=n))  # fmt: skip
+    console.print(f"{rows} rows: {rows - rejected} valid, {rejected} rejected "
+                  f"(see {rejects_path}); nothing enqueued")  # fmt: skip
+
+
+def _backfill(settings: Settings, file: Path, batch: str, rejects_path: Path) -> None:
+    size = file.stat().st_size
+    with Progress(*_progress_columns(), console=err_console) as bar:
+        task = bar.add_task(f"batch {batch}", total=size, info="")
+
+        def on_chunk(done: Chunked) -> None:
+            bar.update(task, completed=done.last_offset, info=f"{done.enqueued:,} enqueued")
+
+        def on_wait(depth: int) -> None:
+            bar.update(task, info=f"queue at high-water ({depth:,}): waiting for workers")
+
+        result = backfill(settings, redis_client(settings), file, batch, rejects_path,
+                          on_chunk=on_chunk, on_wait=on_wait)  # fmt: skip
+        bar.update(task, completed=size)
+    if result.already_complete:
+        console.print(f"batch {batch} was already fully enqueued; nothing to do")
+        return
+    done = result.chunked
+    start = f"resumed at line {result.resumed_at_line}" if result.resumed_at_line else "new batch"
+    console.print(f"batch {batch} ({start}): {done.rows} rows read, {done.enqueued} enqueued, "
+                  f"{done.rejected} rejected (see {rejects_path})")  # fmt: skip
+
+
+@batch_app.command("list")
+def list_batches() -> None:
+    """Batches, newest first, with their progress."""
+    settings = _settings()
+    store = BatchStore(redis_client(settings), Keys(settings.key_prefix))
+    table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "rejected")
+    for name in store.names():
+        p = store.progress(name)
+        if p is not None:
+            c = p.counts
+            table.add_row(name, *(str(v) for v in (p.rows, p.queued, p.running, c["succeeded"],
+                                                   c["failed"], c["rejected"])))  # fmt: skip
+    console.print(table)
+
+
+@batch_app.command()
+def show(
+    name: str, as_json: Annotated[bool, typer.Option("--json", help="machine-readable")] = False
+) -> None:
+    """A batch's counters (O(1): one Redis read, whatever its size)."""
+    progress = _progress(name)
+    if as_json:
+        console.print_json(json.dumps(progress.as_dict()))
+        return
+    table = Table("", "", show_header=False)
+    for key, value in progress.as_dict().items():
+        table.add_row(key, str(value))
+    elapsed = max(1e-9, time.time() - progress.created_at)
+    table.add_row("finished per s (since creation)", f"{progress.finished / elapsed:.2f}")
+    console.print(table)
+
+
+@batch_app.command()
+def watch(name: str, every_s: Annotated[float, typer.Option(min=0.2)] = 1.0) -> None:
+    """A live progress bar with rate and ETA, until the batch is done (Ctrl-C to stop watching;
+    the batch goes on)."""
+    first = _progress(name)
+    with Progress(*_progress_columns(), console=console) as bar:
+        task = bar.add_task(f"batch {name}", total=max(1, first.rows - first.counts["rejected"]),
+                            completed=first.finished, info="")  # fmt: skip
+        while True:
+            p = _progress(name)
+            c = p.counts
+            info = (f"queued {p.queued:,} · running {p.running:,} · ok {c['succeeded']:,} · "
+                    f"failed {c['failed']:,} · rejected {c['rejected']:,}")  # fmt: skip
+            total = max(1, c["enqueued"] - c["duplicates"])
+            bar.update(task, total=total, completed=p.finished, info=info)
+            if p.done:
+                break
+            time.sleep(every_s)
+
+
+@batch_app.command()
+def export(name: str, out: Path) -> None:
+    """Results and failures, one row per input row, as CSV or JSON Lines (by OUT's suffix)."""
+    settings = _settings()
+    _progress(name)
+    count = write_export(redis_client(settings), Keys(settings.key_prefix), name, out)
+    console.print(f"wrote {count} rows to {out}")
+
+
+@batch_app.command()
+def cancel(name: str) -> None:
+    """Stop a batch: queued rows are dropped, calls already running finish."""
+    settings = _settings()
+    _progress(name)
+    Batch(name, settings, redis_client(settings)).cancel()
+    console.print(f"batch {name} cancelled: workers drop its queued rows as they reach them")
+
+
+@batch_app.command("retry-failed")
+def retry_failed(name: str) -> None:
+    """Send the batch's failed jobs again, each with a fresh retry budget."""
+    settings = _settings()
+    _progress(name)
+    sent = Batch(name, settings, redis_client(settings)).retry_failed()
+    console.print(f"{sent} failed job(s) of batch {name} sent again")
+
+
+@batch_app.command()
+def report(
+    name: str,
+    out: Path,
+    sample: Annotated[int, typer.Option(min=1, help="rows in the sheet")] = 48,
+    seed: Annotated[int, typer.Option(help="which rows are sampled")] = 0,
+) -> None:
+    """An HTML contact sheet (source / target / result thumbnails) of a sample of the batch."""
+    from faceswap_jobs.batches.report import write_contact_sheet
+
+    settings = _settings()
+    _progress(name)
+    rows = export_rows(redis_client(settings), Keys(settings.key_prefix), name)
+    picked, seen = _reservoir(rows, sample, random.Random(seed))
+    sheet = [_sheet_row(row) for row in picked]
+    with Progress(*_progress_columns(), console=err_console, transient=True) as bar:
+        task = bar.add_task("thumbnails", total=None, info="")
+        write_contact_sheet(
+            sheet, out, title=f"batch {name}",
+            on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )  # fmt: skip
+    console.print(f"wrote {out} ({len(sheet)} of {seen} rows)")
+
+
+def _reservoir(
+    rows: Iterator[dict[str, object]], k: int, rng: random.Random
+) -> tuple[list[dict[str, object]], int]:
+    """A uniform sample of `k` rows in input order, holding only `k` rows in memory."""
+    kept: list[tuple[int, dict[str, object]]] = []
+    seen = 0
+    for seen, row in enumerate(rows, start=1):
+        if len(kept) < k:
+            kept.append((seen, row))
+        elif (slot := rng.randrange(seen)) < k:
+            kept[slot] = (seen, row)
+    return [row for _, row in sorted(kept, key=lambda pair: pair[0])], seen
+
+
+def _sheet_row(row: dict[str, object]) -> SheetRow:
+    from faceswap_jobs.batches.report import SheetRow
+
+    detail = " ".join(str(row[k]) for k in ("error_code", "error_message") if row[k])
+    return SheetRow(
+        label=f"line {row['line']}" + (f" · id {row['row_id']}" if row["row_id"] else ""),
+        job_id=str(row["job_id"]) or None,
+        status=str(row["status"]),
+        source_url=str(row["source_image_url"]) or None,
+        target_url=str(row["target_image_url"]) or None,
+        result_url=str(row["image_url"]) or None,
+        detail=detail,
+    )
+
+
+def _progress(name: str) -> BatchProgress:
+    settings = _settings()
+    progress = BatchStore(redis_client(settings), Keys(settings.key_prefix)).progress(name)
+    if progress is None:
+        err_console.print(f"[red]no batch named {name!r}[/red]")
+        raise typer.Exit(2)
+    return progress

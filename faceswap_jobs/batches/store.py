@@ -1,0 +1,204 @@
+"""A batch in Redis: counters in one hash, its rows packed in strings, rejects in a hash.
+
+Progress must be O(1) for a batch of millions: every counter is a hash field that the enqueuer,
+the workers and the settle scripts increment at the moment a row changes phase, so `batch show`
+is one HGETALL. Rows are kept as 20 packed bytes each (job id as 16 bytes, line as 4), in input
+order, so an export can walk the batch without the input file and without a Redis list of ids
+(~60 bytes a row).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from faceswap_jobs.keys import Keys
+
+ROW = struct.Struct(">16sI")
+"""A row as stored: job id (16 bytes, zero for a rejected row) and its line in the input."""
+SEGMENT_ROWS = 1 << 20
+"""Rows per packed string: 20 MB each, well within what Redis moves in one reply."""
+NO_JOB = bytes(16)
+
+COUNTERS = (
+    "rows",
+    "enqueued",
+    "rejected",
+    "started",
+    "duplicates",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "cancelled_queued",
+)
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """One batch's counters and where its enqueue stands; every figure from one HGETALL."""
+
+    name: str
+    source: str
+    created_at: float
+    enqueue_done: bool
+    cancelled_flag: bool
+    counts: dict[str, int]
+    cursor_offset: int
+    cursor_line: int
+
+    @property
+    def rows(self) -> int:
+        return self.counts["rows"]
+
+    @property
+    def queued(self) -> int:
+        """Enqueued rows no worker has taken yet."""
+        c = self.counts
+        return max(0, c["enqueued"] - c["started"] - c["duplicates"] - c["cancelled_queued"])
+
+    @property
+    def running(self) -> int:
+        """Taken by a worker and not finished: calling, waiting to retry, paused, or waiting for a
+        callback."""
+        c = self.counts
+        return max(0, c["started"] - c["succeeded"] - c["failed"] - c["cancelled"])
+
+    @property
+    def finished(self) -> int:
+        c = self.counts
+        return c["succeeded"] + c["failed"] + c["cancelled"] + c["cancelled_queued"]
+
+    @property
+    def done(self) -> bool:
+        """Nothing left to enqueue, queued or running."""
+        return self.enqueue_done and self.queued == 0 and self.running == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "created_at": self.created_at,
+            "enqueue_done": self.enqueue_done,
+            "cancel_requested": self.cancelled_flag,
+            **self.counts,
+            "queued": self.queued,
+            "running": self.running,
+            "done": self.done,
+        }
+
+
+class BatchStore:
+    """Reads and writes batches; the enqueuer, workers and the CLI share it."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._r = client
+        self._keys = keys
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs, decode_responses=False)
+        self._bytes = redis.Redis(
+            connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+        )
+        """Packed rows are binary: read them without decoding."""
+
+    def progress(self, name: str) -> BatchProgress | None:
+        raw = self._r.hgetall(self._keys.batch(name))
+        if not raw:
+            return None
+        return BatchProgress(
+            name=name,
+            source=raw.get("source", ""),
+            created_at=float(raw.get("created_at", 0.0)),
+            enqueue_done=raw.get("enqueue_done") == "1",
+            cancelled_flag=raw.get("cancel_requested") == "1",
+            counts={field: int(raw.get(field, 0)) for field in COUNTERS},
+            cursor_offset=int(raw.get("cursor_offset", 0)),
+            cursor_line=int(raw.get("cursor_line", 0)),
+        )
+
+    def names(self, limit: int = 100) -> list[str]:
+        """Batch names, newest first."""
+        return list(self._r.zrevrange(self._keys.batch_index, 0, limit - 1))
+
+    def source_of(self, name: str) -> tuple[str, str] | None:
+        """(source, fingerprint) the batch was created from, or None for a new batch."""
+        source, fingerprint = self._r.hmget(self._keys.batch(name), "source", "fingerprint")
+        return None if source is None else (source, fingerprint or "")
+
+    def create(self, name: str, source: str, fingerprint: str) -> bool:
+        """A new, empty batch; False when the name is taken (the caller resumes or refuses)."""
+        now = time.time()
+        created = self._r.hsetnx(self._keys.batch(name), "source", source)
+        if created:
+            pipe = self._r.pipeline(transaction=True)
+            pipe.hset(self._keys.batch(name), mapping={"fingerprint": fingerprint,
+                                                       "created_at": now})  # fmt: skip
+            pipe.zadd(self._keys.batch_index, {name: now})
+            pipe.execute()
+        return bool(created)
+
+    def record_rows(
+        self,
+        pipe: redis.client.Pipeline,
+        name: str,
+        first_position: int,
+        rows: list[tuple[str | None, int]],
+    ) -> None:
+        """Append packed (job id, line) rows at `first_position` onwards to `pipe`."""
+        position = first_position
+        while rows:
+            segment, offset = divmod(position, SEGMENT_ROWS)
+            take = rows[: SEGMENT_ROWS - offset]
+            packed = b"".join(
+                ROW.pack(uuid.UUID(job_id).bytes if job_id else NO_JOB, line)
+                for job_id, line in take
+            )
+            pipe.setrange(self._keys.batch_rows(name, segment), offset * ROW.size, packed)
+            position += len(take)
+            rows = rows[len(take) :]
+
+    def rows(
+        self, name: str, start: int = 0, count: int | None = None, chunk: int = 5000
+    ) -> Iterator[tuple[int, str | None, int]]:
+        """(position, job id or None for a rejected row, line), in input order."""
+        total = self.progress(name)
+        end = total.rows if total else 0
+        if count is not None:
+            end = min(end, start + count)
+        position = start
+        while position < end:
+            segment, offset = divmod(position, SEGMENT_ROWS)
+            take = min(chunk, end - position, SEGMENT_ROWS - offset)
+            data = self._bytes.getrange(
+                self._keys.batch_rows(name, segment),
+                offset * ROW.size,
+                (offset + take) * ROW.size - 1,
+            )
+            for i in range(len(data) // ROW.size):
+                job, line = ROW.unpack_from(data, i * ROW.size)
+                yield position + i, (None if job == NO_JOB else str(uuid.UUID(bytes=job))), line
+            position += take
+
+    def rejects(self, name: str, positions: list[int]) -> list[str | None]:
+        if not positions:
+            return []
+        return list(self._r.hmget(self._keys.batch_rejects(name), positions))
+
+    def cancel(self, name: str) -> bool:
+        """Stop the batch: queued rows are dropped when a worker meets them; calls in flight end
+        normally. False for an unknown batch."""
+        if not self._r.exists(self._keys.batch(name)):
+            return False
+        self._r.hset(self._keys.batch(name), "cancel_requested", "1")
+        return True
+
+    def is_cancelled(self, name: str) -> bool:
+        return self._r.hget(self._keys.batch(name), "cancel_requested") == "1"
+
+    def count(self, name: str, field: str, by: int = 1) -> None:
+        self._r.hincrby(self._keys.batch(name), field, by)
