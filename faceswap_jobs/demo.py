@@ -8,7 +8,6 @@ live progress bar, prints and saves the results, then stops everything it starte
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import secrets
@@ -35,6 +34,7 @@ from faceswap_jobs.sandbox import (
     python_module,
     wait_until,
 )
+from faceswap_jobs.thumbnails import fetch_thumbnail, file_thumbnail
 
 VENDOR_SAMPLES = ("https://cdn.acedata.cloud/n1lmd8.png", "https://cdn.acedata.cloud/3np95r.png")
 """The documentation's own example images, used when the demo talks to the real API."""
@@ -200,34 +200,15 @@ def _contact_sheet(records: list[JobRecord], rows: list[dict[str, Any]], out: Pa
     draw = ImageDraw.Draw(sheet)
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
         urls = [record.request.source_image_url, record.request.target_image_url]
-        images = [_thumb_from_url(url) for url in urls]
-        images.append(_thumb_from_file(out / row["saved_as"]) if "saved_as" in row else None)
+        images = [fetch_thumbnail(url, THUMB_PX)[0] for url in urls]
+        saved = out / row["saved_as"] if "saved_as" in row else None
+        images.append(file_thumbnail(saved, THUMB_PX) if saved else None)
         for column, image in enumerate(images):
             if image is not None:
                 sheet.paste(image, (column * THUMB_PX, index * THUMB_PX))
         if record.state is not JobState.SUCCEEDED:
             draw.text((2 * THUMB_PX + 8, index * THUMB_PX + 8), str(record.state), fill="red")
     sheet.save(out / "contact-sheet.png")
-
-
-def _thumb_from_url(url: str) -> Image.Image | None:
-    with contextlib.suppress(requests.RequestException, OSError):
-        response = requests.get(url, timeout=10)
-        response.raise_for_status()
-        return _thumb(Image.open(io.BytesIO(response.content)))
-    return None
-
-
-def _thumb_from_file(path: Path) -> Image.Image | None:
-    with contextlib.suppress(OSError):
-        return _thumb(Image.open(path))
-    return None
-
-
-def _thumb(image: Image.Image) -> Image.Image:
-    image = image.convert("RGB")
-    image.thumbnail((THUMB_PX, THUMB_PX))
-    return image
 
 
 def _print_table(records: list[JobRecord]) -> None:

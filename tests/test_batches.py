@@ -240,3 +240,33 @@ def test_retry_failed_sends_only_failed_jobs_again(bstack: Stack, fresh: Emulato
     record = bstack.producer.get_job(results[1]["job_id"])
     assert record is not None and record.state is JobState.SUCCEEDED
     assert record.calls == 2
+
+
+def test_report_is_a_self_contained_contact_sheet(
+    bstack: Stack, quick: Emulator, tmp_path: Path
+) -> None:
+    if not bstack.workers:
+        bstack.start_worker("report", "--concurrency=8", **QUEUES)
+    tag = unique_tag()
+    items = [
+        {
+            "source_image_url": quick.sample("astronaut.png", f"{tag}-{i}"),
+            "target_image_url": quick.sample(),
+            "id": f"<b>{i}</b>",
+        }
+        for i in range(2)
+    ]
+    batch = submit_many([*items, {"source_image_url": "nope"}], batch=f"report-{tag}",
+                        settings=bstack.producer.settings)  # fmt: skip
+    batch.wait(timeout=60, poll_s=0.2)
+    out = tmp_path / "sheet.html"
+
+    bstack.cli("batch", "report", batch.name, str(out), "--sample", "10")
+
+    page = out.read_text()
+    assert page.count("<tr><td>") == 3
+    assert page.count("<img") == 6
+    assert page.count("data:image/jpeg;base64,") == 6
+    assert "src='http" not in page
+    assert "&lt;b&gt;0&lt;/b&gt;" in page and "<b>0</b>" not in page
+    assert "2 succeeded" in page and "1 rejected" in page
