@@ -92,8 +92,8 @@ def _dead_here(holder: str) -> bool:
     return False
 
 
-def bulk_job_id(batch: str, key: str) -> str:
-    return str(uuid.uuid5(BATCH_NAMESPACE, f"{batch}\x00{key}"))
+def bulk_job_uuid(batch: str, key: str) -> uuid.UUID:
+    return uuid.uuid5(BATCH_NAMESPACE, f"{batch}\x00{key}")
 
 
 class Enqueuer:
@@ -162,7 +162,7 @@ class Enqueuer:
     ) -> None:
         self._hold_back(batch, chunk, done, on_wait)
         messages: list[str] = []
-        rows: list[tuple[str | None, int]] = []
+        rows: list[tuple[uuid.UUID | None, int]] = []
         rejects: dict[int, str] = {}
         for i, item in enumerate(chunk):
             if item.request is None:
@@ -170,13 +170,14 @@ class Enqueuer:
                 raw = item.raw[:MAX_REJECT_RAW].replace("\t", " ").replace("\n", " ")
                 rejects[position + i] = f"{item.line}\t{item.reason}\t{raw}"
                 continue
-            job_id = bulk_job_id(batch, item.key)
+            job_uuid = bulk_job_uuid(batch, item.key)
+            job_id = str(job_uuid)
             origin = Origin(batch, position + i, item.line, item.row_id)
             messages.append(
                 swap_message(job_id, item.request, origin, self._queue, metadata=item.metadata,
                              delivery_tag=f"{job_id}.{position + i}")
             )  # fmt: skip
-            rows.append((job_id, item.line))
+            rows.append((job_uuid, item.line))
         last = chunk[-1]
         key = self._keys.batch(batch)
         pipe = self._r.pipeline(transaction=True)

@@ -147,7 +147,7 @@ class BatchStore:
         pipe: redis.client.Pipeline,
         name: str,
         first_position: int,
-        rows: list[tuple[str | None, int]],
+        rows: list[tuple[uuid.UUID | None, int]],
     ) -> None:
         """Append packed (job id, line) rows at `first_position` onwards to `pipe`."""
         position = first_position
@@ -155,8 +155,7 @@ class BatchStore:
             segment, offset = divmod(position, SEGMENT_ROWS)
             take = rows[: SEGMENT_ROWS - offset]
             packed = b"".join(
-                ROW.pack(uuid.UUID(job_id).bytes if job_id else NO_JOB, line)
-                for job_id, line in take
+                ROW.pack(job_id.bytes if job_id else NO_JOB, line) for job_id, line in take
             )
             pipe.setrange(self._keys.batch_rows(name, segment), offset * ROW.size, packed)
             position += len(take)
