@@ -185,7 +185,7 @@ def _sample_depth(
 def test_interactive_jobs_overtake_a_bulk_backlog(bstack: Stack, fresh: Emulator) -> None:
     """One worker, a backlog of bulk jobs: an application's job submitted after them runs
     while most of the backlog is still queued."""
-    fresh.configure(latency_min_s=0.3, latency_max_s=0.3)
+    fresh.configure(latency_min_s=300, latency_max_s=300)  # 0.3 s at the tests' time scale
     tag = unique_tag()
     bstack.stop_workers()
     bulk = submit_many(_tagged_rows(fresh, tag, 300), batch=f"backlog-{tag}",
