@@ -34,7 +34,7 @@ from faceswap_jobs.sandbox import (
     python_module,
     wait_until,
 )
-from faceswap_jobs.thumbnails import fetch_thumbnail, file_thumbnail
+from faceswap_jobs.thumbnails import thumbnail_or_none
 
 VENDOR_SAMPLES = ("https://cdn.acedata.cloud/n1lmd8.png", "https://cdn.acedata.cloud/3np95r.png")
 """The documentation's own example images, used when the demo talks to the real API."""
@@ -200,9 +200,9 @@ def _contact_sheet(records: list[JobRecord], rows: list[dict[str, Any]], out: Pa
     draw = ImageDraw.Draw(sheet)
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
         urls = [record.request.source_image_url, record.request.target_image_url]
-        images = [fetch_thumbnail(url, THUMB_PX)[0] for url in urls]
+        images = [thumbnail_or_none(url, size_px=THUMB_PX) for url in urls]
         saved = out / row["saved_as"] if "saved_as" in row else None
-        images.append(file_thumbnail(saved, THUMB_PX) if saved else None)
+        images.append(thumbnail_or_none(saved, size_px=THUMB_PX) if saved else None)
         for column, image in enumerate(images):
             if image is not None:
                 sheet.paste(image, (column * THUMB_PX, index * THUMB_PX))

@@ -1,36 +1,52 @@
 """`batch report`: one self-contained HTML page of source / target / result thumbnails.
 
-People check a backfill's quality by looking at it. The page embeds its pictures (no request
-leaves the browser when it is opened, so it can be mailed or archived), fetches each URL once,
-and escapes every text: a URL or a label from the input file never becomes markup.
+People check a batch's quality by looking at it. The page embeds its pictures as small JPEG data
+URIs, so opening it sends no request anywhere and it can be mailed or archived as one file. Each
+URL is fetched once, several at a time; a picture that cannot be fetched becomes its reason, never
+a missing page. Every text comes from input files or remote servers, so every text is escaped.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections import Counter
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 
-from faceswap_jobs.thumbnails import fetch_thumbnail
+from PIL import Image
+
+from faceswap_jobs.thumbnails import ThumbnailError, fetch_thumbnail
+
+JPEG_QUALITY = 80
+"""Good enough to judge a face at thumbnail size, ~5-10 KB per picture."""
 
 STYLE = """
-body{font:14px system-ui,sans-serif;margin:24px;color:#222}
-table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:6px;vertical-align:top}
-.badge{padding:2px 6px;border-radius:4px;color:#fff;background:#888}
-.succeeded{background:#2a7}.failed{background:#c33}.rejected{background:#a60}
-.missing{width:var(--px);height:var(--px);display:flex;align-items:center;
-justify-content:center;background:#f4f4f4;color:#999;font-size:12px;text-align:center}
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222}
+table{border-collapse:collapse}
+th,td{border:1px solid #ddd;padding:6px;vertical-align:top;text-align:left}
+th{background:#f6f6f6}
+td.pic{width:var(--px);height:var(--px);text-align:center;vertical-align:middle}
+td.detail{max-width:28em;white-space:pre-wrap;word-break:break-word}
+small{color:#777;word-break:break-all}
+img{display:block;margin:auto}
+.badge{padding:2px 8px;border-radius:10px;color:#fff;white-space:nowrap;background:#888}
+.ok{background:#2a7d4f}.bad{background:#c0392b}.pending{background:#b07d12}.muted{background:#888}
+.missing{color:#999;font-size:12px;word-break:break-word}
 """
+
+BADGE_TONES = {"succeeded": "ok", "failed": "bad", "rejected": "bad", "cancelled": "muted"}
+"""Badge colour per status; any other status (queued, running, ...) is still pending."""
 
 
 @dataclass(frozen=True)
 class SheetRow:
+    """One line of the sheet: whatever a batch row knows about its swap."""
+
     label: str
     job_id: str | None
     status: str
@@ -47,50 +63,95 @@ def write_contact_sheet(
     title: str,
     thumb_px: int = 160,
     concurrency: int = 8,
+    timeout_s: float = 10.0,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    urls = sorted({u for r in rows for u in (r.source_url, r.target_url, r.result_url) if u})
-    cells: dict[str, str] = {}
-    with ThreadPoolExecutor(concurrency) as pool:
-        for done, (url, cell) in enumerate(
-            pool.map(lambda u: (u, _cell(u, thumb_px)), urls), start=1
-        ):
-            cells[url] = cell
-            if on_progress:
-                on_progress(done, len(urls))
-    counts = Counter(r.status for r in rows)
-    summary = ", ".join(f"{n} {html.escape(s)}" for s, n in sorted(counts.items()))
-    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = "".join(_row(r, cells) for r in rows)
-    out.write_text(
-        f"<!doctype html><meta charset=utf-8><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style><body style='--px:{thumb_px}px'><h1>{html.escape(title)}</h1>"
-        f"<p>{len(rows)} rows: {summary}. Generated {generated}.</p><table><tr><th>row</th>"
-        f"<th>status</th><th>source</th><th>target</th><th>result</th><th>detail</th></tr>"
-        f"{body}</table></body>"
-    )
+    """Write the sheet to `out` and return it; `on_progress(done, total)` counts fetched URLs."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+    urls = list(dict.fromkeys(url for row in rows for url in _urls(row) if url))
+    cells = _fetch_cells(urls, thumb_px, concurrency, timeout_s, on_progress)
+    body = "".join(_row_html(row, cells) for row in rows)
+    out.write_text(_page(title, _summary(rows), body, thumb_px), encoding="utf-8")
     return out
 
 
-def _cell(url: str, thumb_px: int) -> str:
-    image, reason = fetch_thumbnail(url, thumb_px)
-    if image is None:
-        return f"<div class=missing>{html.escape(reason)}</div>"
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=80)
-    data = base64.b64encode(buffer.getvalue()).decode()
-    return f"<img alt='' src='data:image/jpeg;base64,{data}'>"
+def _urls(row: SheetRow) -> tuple[str | None, str | None, str | None]:
+    return row.source_url, row.target_url, row.result_url
 
 
-def _row(row: SheetRow, cells: dict[str, str]) -> str:
-    def picture(url: str | None) -> str:
-        return cells.get(url, "") if url else "<div class=missing>none</div>"
+def _fetch_cells(
+    urls: list[str],
+    thumb_px: int,
+    concurrency: int,
+    timeout_s: float,
+    on_progress: Callable[[int, int], None] | None,
+) -> dict[str, str]:
+    """The cell for each distinct URL; progress is reported on the caller's thread."""
+    report = on_progress or (lambda done, total: None)
+    report(0, len(urls))
+    cells: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = {pool.submit(_picture_cell, url, thumb_px, timeout_s): url for url in urls}
+        for done, future in enumerate(as_completed(futures), start=1):
+            cells[futures[future]] = future.result()
+            report(done, len(urls))
+    return cells
 
-    job = f"<br><small>{html.escape(row.job_id)}</small>" if row.job_id else ""
-    status = html.escape(row.status)
+
+def _picture_cell(url: str, thumb_px: int, timeout_s: float) -> str:
+    """Runs on a worker thread: fetching, shrinking and encoding all happen off the caller's."""
+    try:
+        image = fetch_thumbnail(url, size_px=thumb_px, timeout_s=timeout_s)
+        data_uri = _jpeg_data_uri(image)
+    except ThumbnailError as exc:
+        return _missing(exc.message, url)
+    except Exception as exc:  # one odd picture must not cost the other rows their sheet
+        return _missing(f"failed ({type(exc).__name__})", url)
+    link = escape(url)
     return (
-        f"<tr><td>{html.escape(row.label)}{job}</td>"
-        f"<td><span class='badge {status}'>{status}</span></td>"
-        f"<td>{picture(row.source_url)}</td><td>{picture(row.target_url)}</td>"
-        f"<td>{picture(row.result_url)}</td><td>{html.escape(row.detail)}</td></tr>"
+        f'<a href="{link}" target="_blank" rel="noreferrer">'
+        f'<img alt="" title="{link}" src="{data_uri}"></a>'
+    )
+
+
+def _jpeg_data_uri(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _missing(reason: str, url: str | None = None) -> str:
+    tip = f' title="{escape(url)}"' if url else ""
+    return f'<div class="missing"{tip}>{escape(reason)}</div>'
+
+
+def _row_html(row: SheetRow, cells: dict[str, str]) -> str:
+    job = f"<br><small>{escape(row.job_id)}</small>" if row.job_id else ""
+    tone = BADGE_TONES.get(row.status, "pending")
+    pictures = "".join(
+        f'<td class="pic">{cells[url] if url else _missing("no image")}</td>' for url in _urls(row)
+    )
+    return (
+        f"<tr><td>{escape(row.label)}{job}</td>"
+        f'<td><span class="badge {tone}">{escape(row.status)}</span></td>'
+        f'{pictures}<td class="detail">{escape(row.detail)}</td></tr>\n'
+    )
+
+
+def _summary(rows: Iterable[SheetRow]) -> str:
+    counts = Counter(row.status for row in rows)
+    parts = ", ".join(f"{n} {escape(status)}" for status, n in counts.most_common())
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{counts.total()} rows: {parts or 'none'}. Generated {generated}."
+
+
+def _page(title: str, summary: str, body: str, thumb_px: int) -> str:
+    heading = escape(title)
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{heading}</title>'
+        f"<style>{STYLE}</style></head>\n"
+        f'<body style="--px:{int(thumb_px)}px"><h1>{heading}</h1><p>{summary}</p>\n'
+        "<table><tr><th>row</th><th>status</th><th>source</th><th>target</th><th>result</th>"
+        f"<th>detail</th></tr>\n{body}</table></body></html>\n"
     )
