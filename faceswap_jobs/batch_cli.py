@@ -117,13 +117,14 @@ def list_batches() -> None:
     """Batches, newest first, with their progress."""
     settings = _settings()
     store = BatchStore(redis_client(settings), Keys(settings.key_prefix))
-    table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "rejected")
+    table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "rejected",
+                  "rows/s", "ETA")  # fmt: skip
     for name in store.names():
         p = store.progress(name)
         if p is not None:
             c = p.counts
-            table.add_row(name, *(str(v) for v in (p.rows, p.queued, p.running, c["succeeded"],
-                                                   c["failed"], c["rejected"])))  # fmt: skip
+            counts = (p.rows, p.queued, p.running, c["succeeded"], c["failed"], c["rejected"])
+            table.add_row(name, *(f"{v:,}" for v in counts), _rate(p), _eta(p))
     console.print(table)
 
 
@@ -138,10 +139,27 @@ def show(
         return
     table = Table("", "", show_header=False)
     for key, value in progress.as_dict().items():
-        table.add_row(key, str(value))
-    elapsed = max(1e-9, time.time() - progress.created_at)
-    table.add_row("finished per s (since creation)", f"{progress.finished / elapsed:.2f}")
+        if key not in ("rate_per_s", "eta_s"):
+            table.add_row(key, str(value))
+    table.add_row("rows/s (first start to latest end)", _rate(progress))
+    table.add_row("ETA", _eta(progress))
     console.print(table)
+
+
+def _rate(progress: BatchProgress) -> str:
+    rate = progress.rate_per_s
+    return "-" if rate is None else f"{rate:,.2f}"
+
+
+def _eta(progress: BatchProgress) -> str:
+    """h:mm:ss, with "≥" while the enqueue goes on (rows still to come are not counted)."""
+    eta = progress.eta_s
+    if eta is None:
+        return "-"
+    minutes, seconds = divmod(round(eta), 60)
+    hours, minutes = divmod(minutes, 60)
+    bound = "" if progress.enqueue_done else "≥ "
+    return f"{bound}{hours}:{minutes:02d}:{seconds:02d}"
 
 
 @batch_app.command()

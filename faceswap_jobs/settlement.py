@@ -20,6 +20,7 @@ from celery import Celery
 from celery import states as celery_states
 
 from faceswap_jobs.announce import Announcement, Announcer
+from faceswap_jobs.batches.store import COUNT_END_LUA
 from faceswap_jobs.client import callback_error
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, MalformedResponseError
 from faceswap_jobs.keys import Keys
@@ -49,7 +50,9 @@ redis.call('ZADD', KEYS[3], give_up, redis.call('HGET', KEYS[1], 'id'))
 return 1
 """
 
-SETTLE = """
+SETTLE = (
+    COUNT_END_LUA
+    + """
 -- KEYS: [1] job hash, [2] history list, [3] awaiting-callback sorted set, [4] stats hash,
 --       [5] dead-letter sorted set
 -- ARGV: [1] new state, [2] attempt outcome, [3] now, [4] fields to set (JSON object),
@@ -95,11 +98,12 @@ if tonumber(ARGV[6]) > 0 then
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
   redis.call('HINCRBY', KEYS[4], 'jobs:' .. ARGV[1], 1)
   local batch = redis.call('HGET', KEYS[1], 'batch')
-  if batch then redis.call('HINCRBY', ARGV[10] .. batch, ARGV[1], 1) end
+  if batch then count_batch_end(ARGV[10] .. batch, ARGV[1]) end
 end
 if ARGV[1] == 'failed' then redis.call('ZADD', KEYS[5], now, id) end
 return {1}
 """
+)
 
 LOST_CALLBACK_BATCH = 200
 

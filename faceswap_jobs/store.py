@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 
+from faceswap_jobs.batches.store import COUNT_END_LUA
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapResult
 
@@ -43,14 +44,17 @@ redis.call('HDEL', KEYS[1], 'paused_at')
 return redis.call('HINCRBYFLOAT', KEYS[1], 'paused_s', math.max(0, tonumber(ARGV[1]) - at))
 """
 
-COUNT_FOR_BATCH = """
+COUNT_FOR_BATCH = (
+    COUNT_END_LUA
+    + """
 -- KEYS: [1] job hash
 -- ARGV: [1] batch key prefix, [2] counter
 -- A job of a batch reached an end state: count it in its batch (no-op for other jobs).
 local batch = redis.call('HGET', KEYS[1], 'batch')
-if batch then redis.call('HINCRBY', ARGV[1] .. batch, ARGV[2], 1) end
+if batch then count_batch_end(ARGV[1] .. batch, ARGV[2]) end
 return 1
 """
+)
 
 _JSON_FIELDS = ("request", "metadata", "result", "last_error")
 

@@ -161,6 +161,10 @@ def test_killed_backfill_resumes_and_every_row_is_called_once(
     assert final.counts["succeeded"] == 119
     assert final.counts["duplicates"] == 1
     assert final.counts["enqueued"] == 120
+    assert final.first_start_at is not None and final.last_end_at is not None
+    assert final.first_start_at <= final.last_end_at <= final.read_at
+    assert final.rate_per_s == pytest.approx(119 / (final.last_end_at - final.first_start_at))
+    assert final.eta_s == 0.0
     calls = _calls_per_row(quick, tag)
     assert len(calls) == 119
     assert set(calls.values()) == {1}

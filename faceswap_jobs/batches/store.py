@@ -2,9 +2,10 @@
 
 Progress must be O(1) for a batch of millions: every counter is a hash field that the enqueuer,
 the workers and the settle scripts increment at the moment a row changes phase, so `batch show`
-is one HGETALL. Rows are kept as 20 packed bytes each (job id as 16 bytes, line as 4), in input
-order, so an export can walk the batch without the input file and without a Redis list of ids
-(~60 bytes a row).
+is one HGETALL. Two stamps in Redis's own clock, the first start and the latest end, give the
+rate and the ETA without a time series. Rows are kept as 20 packed bytes each (job id as 16
+bytes, line as 4), in input order, so an export can walk the batch without the input file and
+without a Redis list of ids (~60 bytes a row).
 """
 
 from __future__ import annotations
@@ -37,6 +38,34 @@ COUNTERS = (
     "cancelled",
     "cancelled_queued",
 )
+ENDS = frozenset({"succeeded", "failed", "cancelled", "cancelled_queued"})
+"""Counters of rows that reached an end; each increment also stamps `last_end_at`."""
+
+COUNT_END_LUA = """
+local function count_batch_end(batch_key, counter)
+  redis.call('HINCRBY', batch_key, counter, 1)
+  local t = redis.call('TIME')
+  redis.call('HSET', batch_key, 'last_end_at', t[1] + t[2] / 1000000)
+end
+"""
+"""A Lua function for every script that ends a batch's job, so all of them stamp the end."""
+
+COUNT = (
+    COUNT_END_LUA
+    + """
+-- KEYS: [1] batch hash. ARGV: [1] counter, [2] increment, [3] 1 if the counter is an end
+if ARGV[3] == '1' then
+  count_batch_end(KEYS[1], ARGV[1])
+  return 1
+end
+redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[1] == 'started' then
+  local t = redis.call('TIME')
+  redis.call('HSETNX', KEYS[1], 'first_start_at', t[1] + t[2] / 1000000)
+end
+return 1
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,12 @@ class BatchProgress:
     counts: dict[str, int]
     cursor_offset: int
     cursor_line: int
+    first_start_at: float | None = None
+    """When a worker first took one of its rows (Redis clock)."""
+    last_end_at: float | None = None
+    """When the latest of its rows reached an end (Redis clock)."""
+    read_at: float = 0.0
+    """Redis clock when these counters were read, so rates never mix two machines' clocks."""
 
     @property
     def rows(self) -> int:
@@ -79,6 +114,31 @@ class BatchProgress:
         """Nothing left to enqueue, queued or running."""
         return self.enqueue_done and self.queued == 0 and self.running == 0
 
+    @property
+    def worked(self) -> int:
+        """Rows a worker finished (cancelled-while-queued rows cost no work and are left out)."""
+        c = self.counts
+        return c["succeeded"] + c["failed"] + c["cancelled"]
+
+    @property
+    def rate_per_s(self) -> float | None:
+        """Rows finished per second, averaged from the first start to the latest end (to now
+        while work remains); None until a row has finished."""
+        if self.first_start_at is None or self.worked == 0:
+            return None
+        until = self.last_end_at if self.done and self.last_end_at else self.read_at
+        elapsed = until - self.first_start_at
+        return self.worked / elapsed if elapsed > 0 else None
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds until the rows enqueued so far are finished at `rate_per_s`; 0 when done.
+        While the enqueue goes on, more rows will come: it is then a lower bound."""
+        if self.done:
+            return 0.0
+        rate = self.rate_per_s
+        return (self.queued + self.running) / rate if rate else None
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -90,6 +150,10 @@ class BatchProgress:
             "queued": self.queued,
             "running": self.running,
             "done": self.done,
+            "first_start_at": self.first_start_at,
+            "last_end_at": self.last_end_at,
+            "rate_per_s": self.rate_per_s,
+            "eta_s": self.eta_s,
         }
 
 
@@ -105,9 +169,13 @@ class BatchStore:
             connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
         )
         """Packed rows are binary: read them without decoding."""
+        self._count = client.register_script(COUNT)
 
     def progress(self, name: str) -> BatchProgress | None:
-        raw = self._r.hgetall(self._keys.batch(name))
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hgetall(self._keys.batch(name))
+        pipe.time()
+        raw, (seconds, micros) = pipe.execute()
         if not raw:
             return None
         return BatchProgress(
@@ -119,6 +187,9 @@ class BatchStore:
             counts={field: int(raw.get(field, 0)) for field in COUNTERS},
             cursor_offset=int(raw.get("cursor_offset", 0)),
             cursor_line=int(raw.get("cursor_line", 0)),
+            first_start_at=_stamp(raw.get("first_start_at")),
+            last_end_at=_stamp(raw.get("last_end_at")),
+            read_at=seconds + micros / 1e6,
         )
 
     def names(self, limit: int = 100) -> list[str]:
@@ -200,4 +271,12 @@ class BatchStore:
         return self._r.hget(self._keys.batch(name), "cancel_requested") == "1"
 
     def count(self, name: str, field: str, by: int = 1) -> None:
-        self._r.hincrby(self._keys.batch(name), field, by)
+        """Increment a counter; a first `started` and every end also stamp the time."""
+        ends = "1" if field in ENDS else "0"
+        if ends == "1" and by != 1:
+            raise ValueError(f"{field} counts one row at a time")
+        self._count(keys=[self._keys.batch(name)], args=[field, by, ends])
+
+
+def _stamp(value: str | None) -> float | None:
+    return float(value) if value else None
