@@ -6,6 +6,7 @@ import json
 import random
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -139,7 +140,9 @@ def show(
         return
     table = Table("", "", show_header=False)
     for key, value in progress.as_dict().items():
-        if key not in ("rate_per_s", "eta_s"):
+        if key.endswith("_at") and isinstance(value, float):
+            table.add_row(key, datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds"))
+        elif key not in ("rate_per_s", "eta_s"):
             table.add_row(key, str(value))
     table.add_row("rows/s (first start to latest end)", _rate(progress))
     table.add_row("ETA", _eta(progress))
