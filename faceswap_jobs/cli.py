@@ -65,6 +65,10 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     celery = create_app(settings)
+    # Celery gives every thread its own result backend (client, pool, connection): ~45 KB and a
+    # Redis connection per thread of a 1,600-thread pool. Its Redis client is thread-safe; the
+    # one part that is not, the pub/sub result consumer, is only used by the scheduler thread.
+    celery.conf.result_backend_thread_safe = True
     celery.steps["worker"].add(SchedulerStep)
     celery.worker_main(argv)
 
