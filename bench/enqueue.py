@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench import enqueue_support as support
+from bench.report import goal_line
 from faceswap_jobs.batches.enqueue import Enqueuer, bulk_job_uuid
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.celery_app import SWAP_TASK, create_app
@@ -228,7 +229,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
     for g in report["goals"]:
         m = g["measured"]
         shown = f"{m:,.2f}" if isinstance(m, float) else str(m)
-        console.print(f"{'met    ' if g['met'] else 'NOT MET'}  {g['goal']}: {shown}")
+        console.print(goal_line(g["goal"], shown, g["met"]))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from bench.flight import percentile
 from bench.receiver_load import Answer
+from bench.report import goal_line
 
 MIN_FRACTION_OF_LIMIT = 0.95
 SYNC_MIN_IN_FLIGHT = 1500
@@ -124,8 +125,8 @@ def print_report(
             for kind in problems["kinds"][:4]:
                 console.print(f"  {kind['count']} x {kind['example']}", markup=False)
     for goal in goals:
-        mark = "[green]met[/green]" if goal["met"] else "[red]NOT met[/red]"
-        console.print(f"{goal['contender']}: {goal['goal']}: {_fmt(goal['value'])} {mark}")
+        text = f"{goal['contender']}: {goal['goal']}"
+        console.print(goal_line(text, _fmt(goal["value"]), goal["met"]))
 
 
 def contenders_table(results: list[dict[str, Any]]) -> Table:

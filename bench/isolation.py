@@ -40,6 +40,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench.enqueue_support import items
+from bench.report import goal_line
 from bench.stack import workers
 from faceswap_jobs.batches.enqueue import Enqueuer
 from faceswap_jobs.batches.store import BatchStore
@@ -189,7 +190,7 @@ def print_report(console: Console, results: list[dict[str, Any]], goal: dict[str
                       *waits, f"{r['bulk_per_s_during_run']:.1f}")  # fmt: skip
     console.print(table)
     shown = "> cap" if goal["measured"] is None else f"{goal['measured']:.3f} s"
-    console.print(f"{'met    ' if goal['met'] else 'NOT MET'}  {goal['goal']}: {shown}")
+    console.print(goal_line(goal["goal"], shown, goal["met"]))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -44,12 +44,18 @@ def _goal(contender: str, goal: str, value: Any, met: bool) -> dict[str, Any]:
     return {"contender": contender, "goal": goal, "value": value, "met": met}
 
 
+def goal_line(goal: str, measured: str, met: bool) -> str:
+    """One goal as every bench prints it, so a reader greps all of them the same way."""
+    mark = "[green]met[/green]" if met else "[red]NOT met[/red]"
+    return f"{goal}: {measured} {mark}"
+
+
 def print_report(console: Console, results: list[dict[str, Any]], goals: list[dict[str, Any]]):
     console.print(results_table(results))
     console.print(adaptive_table([r for r in results if r["scenario"] == 2]))
     for goal in goals:
-        mark = "[green]met[/green]" if goal["met"] else "[red]NOT met[/red]"
-        console.print(f"{goal['contender']}: {goal['goal']}: {_fmt(goal['value'])} {mark}")
+        text = f"{goal['contender']}: {goal['goal']}"
+        console.print(goal_line(text, _fmt(goal["value"]), goal["met"]))
 
 
 def results_table(results: list[dict[str, Any]]) -> Table:
