@@ -48,6 +48,7 @@ def worker(
     from faceswap_jobs import tasks  # noqa: F401 - registers the task
     from faceswap_jobs.celery_app import create_app
     from faceswap_jobs.scheduler import SchedulerStep
+    from faceswap_jobs.worker_tuning import tune_worker
 
     settings = _settings()
     if concurrency is not None:
@@ -65,10 +66,7 @@ def worker(
     if hostname:
         argv.append(f"--hostname={hostname}")
     celery = create_app(settings)
-    # Celery gives every thread its own result backend (client, pool, connection): ~45 KB and a
-    # Redis connection per thread of a 1,600-thread pool. Its Redis client is thread-safe; the
-    # one part that is not, the pub/sub result consumer, is only used by the scheduler thread.
-    celery.conf.result_backend_thread_safe = True
+    tune_worker(celery)
     celery.steps["worker"].add(SchedulerStep)
     celery.worker_main(argv)
 
