@@ -219,21 +219,23 @@ def test_receiver_restarted_mid_flight_loses_no_job(
 
 
 def test_flower_hears_that_a_callback_settled_the_job(worker: Stack, fresh: Emulator) -> None:
+    """The worker says the job waits for its callback; the receiver says it succeeded."""
     app = worker.producer.app
     heard: list[dict] = []
     target: list[str] = []
     ready = threading.Event()
 
-    def ours() -> list[dict]:
-        return [e for e in heard if target and e["uuid"] == target[0]]
+    def ours(kind: str) -> list[dict]:
+        return [e for e in heard if target and e["uuid"] == target[0] and e["type"] == kind]
 
     def listen() -> None:
+        handlers = {"task-succeeded": heard.append, "task-retried": heard.append}
         with app.connection_for_read() as connection:
-            receiver = app.events.Receiver(connection, handlers={"task-succeeded": heard.append})
+            receiver = app.events.Receiver(connection, handlers=handlers)
             ready.set()
             with contextlib.suppress(TimeoutError, OSError):
                 for _ in receiver.itercapture(limit=None, timeout=30, wakeup=False):
-                    if ours():
+                    if ours("task-succeeded") and ours("task-retried"):
                         return
 
     listener = threading.Thread(target=listen, daemon=True)
@@ -245,5 +247,8 @@ def test_flower_hears_that_a_callback_settled_the_job(worker: Stack, fresh: Emul
     job.result(timeout=60)
     listener.join(30)
 
-    [event] = ours()
+    [waiting] = ours("task-retried")
+    assert waiting["exception"].startswith("waiting: callback for ")
+    assert not waiting["hostname"].startswith("settlement@")
+    [event] = ours("task-succeeded")
     assert event["hostname"].startswith("settlement@")
