@@ -3,14 +3,17 @@
 `python -m bench.inflight [--jobs 5000] [--latency-s 60] [--cap-s 130] [--out bench/results]`
 
 A swap takes minutes, so throughput = calls in flight / latency. Every contender runs OUR task
-through `python -m faceswap_jobs worker` (one worker process; its scheduler thread is the
-"beat"), against an emulator whose every swap takes `--latency-s` (time scale 1.0):
+through `python -m faceswap_jobs worker` (one worker process, B-callback two; each one's
+scheduler thread is the "beat"), against an emulator whose every swap takes `--latency-s`
+(time scale 1.0):
 
 - A (the issue's): provider and our limiter at 20/s, `--jobs` jobs. prefork -c 2 and threads
   -c 64 can only reach 2 / 60 and 64 / 60 jobs/s, so they run `--cap-s` seconds; our sync pool
   (threads sized from FACESWAP_MAX_IN_FLIGHT=1600) and callback mode run until every job ends.
 - B (capacity): no provider limit. Sync pool: 1,600 jobs at once at 1000/s, to hold >= 1,500
-  calls in one process. Callback mode: 12,000 jobs at 100/s, so 6,000 are in flight at once.
+  calls in one process. Callback mode: 12,000 jobs at 100/s, so 6,000 are in flight at once,
+  submitted by `--callback-processes` worker processes (2: one process's Python tops out near
+  100 submissions/s on one core).
 - C: the receiver alone under an open-loop 500 signed callbacks/s for 20 s.
 
 Figures: completions/s in steady state against min(rate, calls it can hold / latency), peak
@@ -99,12 +102,19 @@ def run_contender(bench: Bench, c: Contender) -> dict[str, Any]:
             extra["FACESWAP_CALLBACK_BASE_URL"] = url
         producer = Producer(Settings(redis_url=bench.redis_url, key_prefix=prefix))
         code = code_fingerprint(PACKAGE)  # what the worker (and receiver) start with
-        argv = python_module("faceswap_jobs", "worker", *c.worker_args, "--hostname=bench@%h")
-        (roots["worker"],) = stack.enter_context(
-            workers(f"inflight-{c.slug}", {"bench": argv}, our_env(bench, prefix, **extra),
+        argvs = {
+            f"bench{i or ''}": python_module(
+                "faceswap_jobs", "worker", *c.worker_args, f"--hostname=bench{i or ''}@%h"
+            )
+            for i in range(c.processes)
+        }
+        started = stack.enter_context(
+            workers(f"inflight-{c.slug}", argvs, our_env(bench, prefix, **extra),
                     producer.app, bench.logs)
         )  # fmt: skip
-        logs["worker"] = roots["worker"].log_path
+        for i, process in enumerate(started):
+            name = f"worker{i + 1 if i else ''}"
+            roots[name], logs[name] = process, process.log_path
         return {"code": code, **measure(bench, c, emulator, producer, roots, logs)}
 
 
@@ -118,7 +128,7 @@ def measure(
 ) -> dict[str, Any]:
     """Submit, watch every second until done (or capped), then read the provider's records."""
     keys, tid = Keys(producer.settings.key_prefix), token_id(bench.token)
-    usage = Usage({name: roots[name].pid for name in ("worker", "receiver") if name in roots})
+    usage = Usage({name: process.pid for name, process in roots.items()})
     redis_pid = int(producer.redis.info("server")["process_id"])
     usage.mark()
     redis_cpu0, emulator_cpu0 = pid_cpu_s(redis_pid), pid_cpu_s(emulator.pid)
@@ -172,7 +182,11 @@ def measure(
     figures |= {"redis_cpu_s": redis_cpu_s, "emulator_cpu_s": emulator_cpu_s}
     figures |= {"bench_cpu_s": bench_s, "machine_busy_cpu_s": machine_s, "other_cpu_s": other_s}
     figures |= {"peak_threads": usage.peak_threads}
-    figures["task_deliveries"] = count_in_log(logs["worker"], log_end["worker"], "] received")
+    figures["task_deliveries"] = sum(
+        count_in_log(path, log_end[name], "] received")
+        for name, path in logs.items()
+        if name.startswith("worker")
+    )
     figures |= {"peak_rss_mb": usage.peak_rss_mb, "peak_total_rss_mb": usage.peak_total_rss_mb}
     figures["log_problems"] = {n: log_problems(p, log_end[n]) for n, p in logs.items()}
     figures["emulator_log_problems"] = log_problems(emulator.log_path, log_size(emulator.log_path))
@@ -268,6 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--receiver-rate", type=float, default=500.0, help="C: callbacks offered per second")
     add("--receiver-s", type=float, default=20.0, help="C: how long they are offered")
     add("--receiver-workers", type=int, default=1, help="C: receiver processes (`--workers`)")
+    add("--callback-processes", type=int, default=2, help="B: callback-mode worker processes")
     add("--only", default="", help="comma-separated slugs, e.g. A-sync,C-receiver")
     add("--out", type=Path, default=Path("bench/results"))
     return parser.parse_args(argv)

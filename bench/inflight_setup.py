@@ -45,6 +45,8 @@ class Contender:
     cap_s: float | None
     judged: bool
     """Whether completions/s is judged against the limit (not for a single wave)."""
+    processes: int = 1
+    """Worker processes, each with `workers` threads (B-callback: `--callback-processes`)."""
 
     def limit_per_s(self, latency_s: float) -> float:
         """min(rate, calls it can hold / latency): a sync call holds a thread (and a slot), a
@@ -70,6 +72,8 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
     a |= {"provider_limited": True, "judged": True}
     b: dict[str, Any] = {"scenario": "B", "provider_limited": False}
     prefork, threads = ("--pool", "prefork", "--concurrency", "2"), ("--pool", "threads")
+    n = args.callback_processes
+    callback_pool = f"callback, {f'{n} x ' if n > 1 else ''}{CALLBACK_MODE_THREADS} thr"
     return [
         Contender("A-prefork", mode="sync", pool="prefork -c 2", worker_args=prefork, workers=2,
                   max_in_flight=UNBOUNDED_IN_FLIGHT, cap_s=args.cap_s, **a),
@@ -87,11 +91,10 @@ def contenders(args: argparse.Namespace) -> list[Contender]:
                   worker_args=(), workers=SYNC_POOL_IN_FLIGHT, max_in_flight=SYNC_POOL_IN_FLIGHT,
                   jobs=args.capacity_jobs, rate_per_s=CAPACITY_RATE_PER_S, cap_s=None,
                   judged=False, **b),
-        Contender("B-callback", mode="callback",
-                  pool=f"callback, {CALLBACK_MODE_THREADS} thr", worker_args=(),
+        Contender("B-callback", mode="callback", pool=callback_pool, worker_args=(),
                   workers=CALLBACK_MODE_THREADS, max_in_flight=UNBOUNDED_IN_FLIGHT,
                   jobs=args.callback_jobs, rate_per_s=args.callback_rate, cap_s=None,
-                  judged=True, **b),
+                  judged=True, processes=n, **b),
     ]  # fmt: skip
 
 
