@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from bench import enqueue_support as support
+from bench.cli import bench_parser
 from bench.report import goal_line
 from faceswap_jobs.batches.enqueue import Enqueuer, bulk_job_uuid
 from faceswap_jobs.batches.store import BatchStore
@@ -233,10 +234,7 @@ def print_report(console: Console, report: dict[str, Any]) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.enqueue", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    parser = bench_parser("bench.enqueue", __doc__)
     parser.add_argument("--rows", type=int, default=100_000, help="jobs for kombu-batch, ours")
     parser.add_argument("--naive-rows", type=int, default=20_000, help="jobs for the slow loop")
     parser.add_argument(
@@ -245,7 +243,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="comma-separated CSV sizes for the backfill RSS figure",
     )  # fmt: skip
     parser.add_argument("--skip-backfill", action="store_true")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     return parser.parse_args(argv)
 
 

@@ -9,7 +9,6 @@ Not a timing benchmark: the figures are counts, and they must reconcile exactly.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import json
 import os
@@ -23,6 +22,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from bench.cli import bench_parser
 from bench.stack import emulator, workers
 from faceswap_jobs.config import Settings
 from faceswap_jobs.models import JobState
@@ -80,9 +80,8 @@ def drill(jobs: int, logs: Path, console: Console) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
+    parser = bench_parser("bench.faults", __doc__)
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     console = Console()

@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import analysis, flight
+from bench.cli import bench_parser
 from bench.finishes import FinishTracker, in_flight_slots, job_states
 from bench.inflight_receiver import run_receiver
 from bench.inflight_report import evaluate_goals, plot, print_report
@@ -261,11 +262,7 @@ def provider_figures(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.inflight",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = bench_parser("bench.inflight", __doc__)
     add = parser.add_argument
     add("--jobs", type=int, default=5000, help="jobs per scenario-A contender")
     add("--latency-s", type=float, default=60.0, help="every swap's latency (time scale 1.0)")
@@ -284,7 +281,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--receiver-workers", type=int, default=1, help="C: receiver processes (`--workers`)")
     add("--callback-processes", type=int, default=2, help="B: callback-mode worker processes")
     add("--only", default="", help="comma-separated slugs, e.g. A-sync,C-receiver")
-    add("--out", type=Path, default=Path("bench/results"))
     return parser.parse_args(argv)
 
 

@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench.cli import bench_parser
 from bench.enqueue_support import items
 from bench.report import goal_line
 from bench.stack import workers
@@ -194,10 +195,7 @@ def print_report(console: Console, results: list[dict[str, Any]], goal: dict[str
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.isolation", description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    parser = bench_parser("bench.isolation", __doc__)
     parser.add_argument("--bulk-rows", type=int, default=100_000, help="backlog per scenario")
     parser.add_argument("--interactive-jobs", type=int, default=100)
     parser.add_argument("--cap-s", type=float, default=60.0, help="longest wait measured")
@@ -205,7 +203,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup-s", type=float, default=3.0,
         help="the worker drains the backlog this long before the first submit",
     )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     return parser.parse_args(argv)
 
 

@@ -32,6 +32,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench import analysis
+from bench.cli import bench_parser
 from bench.plot import plot
 from bench.report import evaluate_goals, print_report
 from bench.stack import Emulator, emulator, workers
@@ -240,11 +241,10 @@ def drain(
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.limiter", description=__doc__)
+    parser = bench_parser("bench.limiter", __doc__)
     parser.add_argument("--jobs", type=int, default=2000, help="jobs per scenario-1 contender")
     parser.add_argument("--adaptive-jobs", type=int, default=1200, help="jobs for scenario 2")
     parser.add_argument("--cap-s", type=float, default=150.0, help="longest run per contender")
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument(
         "--only", action="append", help="run only this contender (repeatable), e.g. ours-adaptive"
     )
