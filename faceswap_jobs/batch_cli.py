@@ -144,7 +144,7 @@ def show(
             table.add_row(key, datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds"))
         elif key not in ("rate_per_s", "eta_s"):
             table.add_row(key, str(value))
-    table.add_row("rows/s (first start to latest end)", _rate(progress))
+    table.add_row("rows/s (since the first start)", _rate(progress))
     table.add_row("ETA", _eta(progress))
     console.print(table)
 
