@@ -317,3 +317,17 @@ def test_an_abandoned_probe_hands_the_turn_to_the_next_caller(redis_client: redi
 
     assert (first.state, blocked.state, abandoned, second.state) == ("probe", "open", True, "probe")
     assert breaker.abandon_probe("worker-a") is False
+
+
+def test_a_tripped_breaker_names_the_api_error_code_and_a_pause_its_reason(
+    redis_client: redis.Redis,
+) -> None:
+    """Every job the breaker holds shows the code, not only the one whose call drew it."""
+    keys = Keys(f"breaker-{unique_tag()}")
+    tripped = CircuitBreaker(redis_client, keys.breaker("a"), cooldown_s=60, max_cooldown_s=60)
+    paused = CircuitBreaker(redis_client, keys.breaker("b"), cooldown_s=60, max_cooldown_s=60)
+    tripped.trip("bad token", "invalid_token")
+    paused.pause("maintenance")
+
+    assert tripped.check("w", probe_lease_s=1.0).reason == "invalid_token: bad token"
+    assert paused.check("w", probe_lease_s=1.0).reason == "maintenance"

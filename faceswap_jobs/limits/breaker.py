@@ -16,11 +16,14 @@ CHECK = """
 -- KEYS: [1] breaker hash
 -- ARGV: [1] caller id (becomes the probe holder), [2] probe lease (s)
 -- Returns {verdict, seconds until a probe may go, reason}; verdict is closed, probe or open.
-local b = redis.call('HMGET', KEYS[1], 'state', 'probe_at', 'probe_until', 'reason', 'manual')
+-- The reason of a tripped breaker leads with the API's error code, which every paused job shows.
+local b = redis.call('HMGET', KEYS[1],
+  'state', 'probe_at', 'probe_until', 'reason', 'manual', 'code')
 if not b[1] then return {'closed', '0', ''} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if b[5] == '1' then return {'open', '-1', b[4]} end
+if b[6] and b[6] ~= '' then b[4] = b[6] .. ': ' .. (b[4] or '') end
 local probe_at = tonumber(b[2]) or now
 local probe_until = tonumber(b[3]) or 0
 if now >= probe_at and now >= probe_until then
