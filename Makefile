@@ -28,6 +28,7 @@ demo: $(STAMP) redis-server
 test: $(STAMP) redis-server
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 clean:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-__all__ = ["Producer", "SwapJob", "get_job", "submit_swap"]
+__all__ = ["Batch", "Producer", "SwapJob", "get_job", "submit_many", "submit_swap"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """`python -m faceswap_jobs` is the `faceswap-jobs` command."""
 
-from faceswap_jobs.cli import main
+from faceswap_jobs.ops.cli import main
 
 main()

@@ -39,8 +39,8 @@ class Keys:
         return f"{self.prefix}:inflight:{token_id}"
 
     def inflight_wake(self, token_id: str) -> str:
-        """List: one entry per released slot, to wake a blocked waiter (the settle script in
-        settlement.py derives it from `inflight` the same way)."""
+        """List: one entry per released slot, to wake a blocked waiter (`RELEASE_SLOT_LUA` derives
+        it from `inflight` the same way)."""
         return f"{self.prefix}:inflight:{token_id}:wake"
 
     def breaker(self, token_id: str) -> str:

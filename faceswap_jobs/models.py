@@ -1,13 +1,12 @@
 """What a swap request, its result and a job's record look like, and how a request is validated.
 
-Validation happens here, before anything is enqueued, so a bad row costs neither a Redis message
-nor an API call, and the caller gets one clear `InvalidSwapRequest`.
+A `SwapRequest` can only be built valid (its fields are checked by `validation`), so a bad row
+costs neither a Redis message nor an API call, and the caller gets one clear `InvalidSwapRequest`.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import unicodedata
 from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,26 +19,34 @@ MAX_URL_LENGTH = 2048
 """Characters; longer URLs are refused by most CDNs and would bloat every queued message."""
 MIN_API_TIMEOUT_S = 1.0
 MAX_API_TIMEOUT_S = 600.0
-MAX_METADATA_BYTES = 4096
-"""Size of the metadata serialised as JSON; it lives in the job record, never in the message."""
 
 
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f]")
+_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Controls (C0, DEL, C1), format characters (bidi overrides, zero-width), lone surrogates and
+line separators: nothing a real URL or id contains, and all of them can disguise what is shown."""
 
 
-def _check_url(value: str, field: str) -> str:
+def check_url(value: Any, field: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{field} must be a string")
+        raise InvalidSwapRequest(f"{field} must be a string")
     if len(value) > MAX_URL_LENGTH:
-        raise ValueError(f"{field} is longer than {MAX_URL_LENGTH} characters")
-    if _SPACE_OR_CONTROL.search(value):
-        raise ValueError(f"{field} must not contain whitespace or control characters")
+        raise InvalidSwapRequest(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    if any(ch.isspace() for ch in value):
+        raise InvalidSwapRequest(f"{field} must not contain whitespace or control characters")
+    if any(unicodedata.category(ch) in _INVISIBLE for ch in value):
+        raise InvalidSwapRequest(
+            f"{field} must not contain control, invisible or unpaired surrogate characters"
+        )
     try:
         parts = urlsplit(value)
+        host = parts.hostname
+        credentials = parts.username is not None or parts.password is not None
     except ValueError as exc:
-        raise ValueError(f"{field} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{field} must be an http:// or https:// URL with a host")
+        raise InvalidSwapRequest(f"{field} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidSwapRequest(f"{field} must be an http:// or https:// URL with a host")
+    if credentials:
+        raise InvalidSwapRequest(f"{field} must not carry credentials (user:password@)")
     return value
 
 
@@ -55,7 +62,7 @@ class SwapRequest(BaseModel):
     @field_validator("source_image_url", "target_image_url", mode="before")
     @classmethod
     def _url(cls, value: Any, info: Any) -> str:
-        return _check_url(value, info.field_name)
+        return check_url(value, info.field_name)
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> SwapRequest:
@@ -72,21 +79,6 @@ class SwapRequest(BaseModel):
 
     def body(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
-
-
-def check_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """Metadata must be a small JSON object: it is stored with the job and exported with results."""
-    if metadata is None:
-        return {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
-        raise InvalidSwapRequest("metadata must be a JSON object with string keys")
-    try:
-        encoded = json.dumps(metadata, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidSwapRequest(f"metadata is not JSON-serialisable: {exc}") from None
-    if len(encoded.encode()) > MAX_METADATA_BYTES:
-        raise InvalidSwapRequest(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
-    return metadata
 
 
 class SwapResult(BaseModel):

@@ -1,7 +1,9 @@
 """Pure retry decisions: given an error and a job's counters, what happens next and when.
 
 No I/O and no clock of its own: `now` and `rng` come in as arguments, so every branch is a
-table-driven unit test that never sleeps.
+table-driven unit test that never sleeps. `next_step` is the one entry point the sync task, the
+callback settlement and the reconciler share, so the same answer gets the same action on every
+path; `decide` is the rule table under it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import FaceSwapError, RateLimitedError
+from faceswap_jobs.models import JobRecord
 
 
 class Action(StrEnum):
@@ -33,6 +37,17 @@ class RetryConfig:
     backoff_cap_s: float = 120.0
     retry_after_cap_s: float = 300.0
     max_countdown_s: float = 600.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryConfig:
+        return cls(
+            max_attempts=settings.max_attempts,
+            deadline_s=settings.deadline_s,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_cap_s=settings.backoff_cap_s,
+            retry_after_cap_s=settings.retry_after_cap_s,
+            max_countdown_s=settings.max_countdown_s,
+        )
 
 
 @dataclass(frozen=True)
@@ -124,3 +139,42 @@ def decide(
     return Decision(
         action, delay_s=delay, reason=f"retryable: {error.code or type(error).__name__}"
     )
+
+
+@dataclass(frozen=True)
+class NextStep:
+    decision: Decision
+    counted: bool
+    """Whether the failed call spends retry budget (a 429 or an unusable token does not)."""
+
+
+def spends_budget(error: FaceSwapError) -> bool:
+    return not (isinstance(error, RateLimitedError) or error.opens_breaker)
+
+
+def next_step(
+    error: FaceSwapError,
+    record: JobRecord,
+    *,
+    now: float,
+    config: RetryConfig,
+    rng: random.Random,
+    counted_already: bool = False,
+) -> NextStep:
+    """What happens to `record`'s job after a call of it failed with `error`.
+
+    `record.history` holds the job's earlier calls (and may hold this one); `counted_already`
+    says this call is already in `record.attempts` (a callback-mode submission is counted when
+    the API accepts it)."""
+    counted = spends_budget(error)
+    deferrals = sum(1 for a in record.history if not a.counted) + (0 if counted else 1)
+    decision = decide(
+        error,
+        attempts=record.attempts + (1 if counted and not counted_already else 0),
+        deferrals=deferrals,
+        started_at=record.deadline_start,
+        now=now,
+        config=config,
+        rng=rng,
+    )
+    return NextStep(decision, counted)

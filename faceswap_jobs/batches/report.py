@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from faceswap_jobs.thumbnails import ThumbnailError, fetch_thumbnail
+from faceswap_jobs.batches.thumbnails import ThumbnailError, fetch_thumbnail
 
 JPEG_QUALITY = 80
 """Good enough to judge a face at thumbnail size, ~5-10 KB per picture."""

@@ -13,9 +13,7 @@ start_line=x.next_line)` after the last enqueued item instead of re-parsing ever
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +21,14 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from faceswap_jobs.errors import InvalidSwapRequest
-from faceswap_jobs.models import SwapRequest, check_metadata
+from faceswap_jobs.models import SwapRequest
+from faceswap_jobs.validation import (
+    MAX_ID_CHARS,
+    check_identifier,
+    check_metadata,
+    identity_key,
+    swap_request,
+)
 
 __all__ = [
     "MAX_ID_CHARS",
@@ -35,8 +40,6 @@ __all__ = [
     "read_rows",
 ]
 
-MAX_ID_CHARS = 256
-"""An id becomes part of Redis keys and of every report line; longer ones are surely a mistake."""
 MAX_LINE_BYTES = 64 * 1024
 """A record (a physical line, or a CSV record spanning lines) longer than this is rejected: a real
 swap request is a few hundred bytes, and the bound keeps memory flat whatever the file holds."""
@@ -51,7 +54,6 @@ _CHUNK = 64 * 1024
 """Bounded reads used to skip an overlong record, count lines and sniff the format."""
 _RAW_CHARS = 300
 _INVALID_PREFIX = "invalid swap request: "
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _REPEATED_FIELD = re.compile(r"(^|; )([\w.]+): \2 ")
 """`source_image_url: source_image_url must be...` (pydantic's location plus the validator's own
 message) reads better as `source_image_url: must be...` in a report of millions of lines."""
@@ -432,70 +434,16 @@ def _validate(
     metadata: dict[str, Any],
     max_timeout_s: float | None,
 ) -> tuple[str, SwapRequest, dict[str, Any]]:
-    """Apply the same rules to both formats, so a row means the same whichever file it came in."""
-    row_id = _check_id(id_value)
-    timeout = _check_timeout(timeout_value)
-    data = urls if timeout is None else {**urls, "timeout": timeout}
+    """The rules of `validation`, so a row means the same whichever way it entered."""
     try:
-        request = SwapRequest.parse(data)
+        row_id = check_identifier(id_value, "id")
+        request = swap_request({**urls, "timeout": timeout_value}, read_timeout_s=max_timeout_s)
+        if metadata:
+            check_metadata(metadata)
     except InvalidSwapRequest as exc:
         reason = exc.message.removeprefix(_INVALID_PREFIX)
         raise _Bad(_REPEATED_FIELD.sub(r"\1\2: ", reason)) from None
-    if max_timeout_s is not None and timeout is not None and timeout >= max_timeout_s:
-        raise _Bad(
-            f"timeout ({timeout:g} s) must be below the workers' read timeout ({max_timeout_s:g} s)"
-        )
-    if metadata:
-        try:
-            check_metadata(metadata)
-        except InvalidSwapRequest as exc:
-            raise _Bad(exc.message) from None
-    if row_id:
-        return f"id:{row_id}", request, metadata
-    canonical = json.dumps(request.body(), sort_keys=True, separators=(",", ":"))
-    return f"req:{hashlib.sha256(canonical.encode()).hexdigest()[:32]}", request, metadata
-
-
-def _check_id(value: Any) -> str | None:
-    """The stripped id, or None when absent or empty (the row is then known by its hash)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _Bad("id must be a string or an integer")
-    text = str(value).strip()
-    if len(text) > MAX_ID_CHARS:
-        raise _Bad(f"id is longer than {MAX_ID_CHARS} characters")
-    if _CONTROL.search(text):
-        raise _Bad("id must not contain control characters")
-    return text or None
-
-
-def _check_timeout(value: Any) -> float | None:
-    """Seconds as a float, None when absent; the bounds are `SwapRequest`'s to check."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return None
-        try:
-            seconds = float(value)
-        except ValueError:
-            raise _Bad(f"timeout: must be a number of seconds, got {_short(value)!r}") from None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        try:
-            seconds = float(value)
-        except OverflowError:
-            raise _Bad("timeout: must be a finite number of seconds") from None
-    else:
-        raise _Bad("timeout: must be a number of seconds")
-    if not math.isfinite(seconds):
-        raise _Bad("timeout: must be a finite number of seconds")
-    return seconds
-
-
-def _short(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+    return identity_key(row_id, request.body()), request, metadata
 
 
 def _utf8_reason(pieces: list[bytes]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from faceswap_jobs.jobs.counters import BATCH_COUNTING_LUA
 from faceswap_jobs.keys import Keys
 
 ROW = struct.Struct(">16sI")
@@ -41,17 +42,8 @@ COUNTERS = (
 ENDS = frozenset({"succeeded", "failed", "cancelled", "cancelled_queued"})
 """Counters of rows that reached an end; each increment also stamps `last_end_at`."""
 
-COUNT_END_LUA = """
-local function count_batch_end(batch_key, counter)
-  redis.call('HINCRBY', batch_key, counter, 1)
-  local t = redis.call('TIME')
-  redis.call('HSET', batch_key, 'last_end_at', t[1] + t[2] / 1000000)
-end
-"""
-"""A Lua function for every script that ends a batch's job, so all of them stamp the end."""
-
 COUNT = (
-    COUNT_END_LUA
+    BATCH_COUNTING_LUA
     + """
 -- KEYS: [1] batch hash. ARGV: [1] counter, [2] increment, [3] 1 if the counter is an end
 if ARGV[3] == '1' then

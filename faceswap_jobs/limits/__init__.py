@@ -15,14 +15,25 @@ from dataclasses import dataclass, replace
 
 import redis
 
+from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
+from faceswap_jobs.limits.snapshot import BreakerSnapshot, LimitsSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Admission", "CircuitBreaker", "Limits", "RateConfig", "Verdict", "token_id"]
+__all__ = [
+    "Admission",
+    "BreakerSnapshot",
+    "CircuitBreaker",
+    "Limits",
+    "LimitsSnapshot",
+    "RateConfig",
+    "Verdict",
+    "token_id",
+]
 
 
 def token_id(token: str) -> str:
@@ -63,6 +74,7 @@ class Limits:
         breaker_max_cooldown_s: float,
     ) -> None:
         self.token_id = tid = token_id(token)
+        self._r, self._keys = client, keys
         self.rate = RateLimiter(client, keys.rate(tid), keys.bulk_rate(tid), rate)
         self.inflight = InflightSemaphore(
             client, keys.inflight(tid), keys.inflight_wake(tid), max_in_flight, lease_ttl_s
@@ -77,6 +89,46 @@ class Limits:
         self.probe_lease_s = probe_lease_s
         self._keeper: threading.Thread | None = None
         self._keeper_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> Limits:
+        rate = RateConfig(
+            ceiling_per_s=settings.rate_per_s,
+            burst=settings.rate_burst,
+            floor_per_s=min(settings.rate_floor_per_s, settings.rate_per_s),
+            decrease_factor=settings.rate_decrease_factor,
+            increase_per_s=settings.rate_increase_per_s,
+            pause_base_s=settings.backoff_base_s,
+            pause_cap_s=settings.retry_after_cap_s,
+            bulk_share=1.0 - settings.interactive_share,
+        )
+        return cls(
+            client,
+            Keys(settings.key_prefix),
+            settings.api_token.get_secret_value(),
+            rate,
+            max_in_flight=settings.max_in_flight,
+            lease_ttl_s=settings.lease_ttl_s,
+            short_wait_s=settings.short_wait_s,
+            rate_wait_s=settings.rate_wait_s,
+            probe_lease_s=settings.time_limit_s,
+            breaker_cooldown_s=settings.breaker_cooldown_s,
+            breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
+        )
+
+    def snapshot(self) -> LimitsSnapshot:
+        """The token's rate, pause, in-flight calls and breaker, as one consistent read."""
+        return read_snapshot(
+            self._r, self._keys, self.token_id, self.rate.config, self.inflight.cap
+        )
+
+    def pause(self, reason: str) -> None:
+        """Operator pause: every call of the token waits, nothing fails, until `resume`."""
+        self.breaker.pause(reason)
+
+    def resume(self) -> bool:
+        """Close the breaker (operator pause or auth trip); paused jobs may go again."""
+        return self.breaker.resume()
 
     def admit(self, caller: str, *, bulk: bool) -> Admission:
         verdict = self.breaker.check(caller, self.probe_lease_s)

@@ -44,18 +44,28 @@ if renewed > 0 then redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) *
 return renewed
 """
 
-RELEASE = """
--- KEYS: [1] lease sorted set, [2] wake-up list
--- ARGV: [1] lease id, [2] longest wake-up list
--- Frees the slot and wakes one waiter.
-local removed = redis.call('ZREM', KEYS[1], ARGV[1])
-if removed == 1 then
-  redis.call('LPUSH', KEYS[2], '1')
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
-  redis.call('PEXPIRE', KEYS[2], 60000)
+RELEASE_SLOT_LUA = """
+local function release_inflight_slot(slots_key, lease, wake_max)
+  if redis.call('ZREM', slots_key, lease) == 0 then return 0 end
+  local wake = slots_key .. ':wake'
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, wake_max - 1)
+  redis.call('PEXPIRE', wake, 60000)
+  return 1
 end
-return removed
 """
+"""Lua function `release_inflight_slot(slots key, lease id, longest wake-up list)`: frees the slot
+and wakes one waiter. The scripts that settle a callback-mode job compose it, so a slot is
+freed the same way whoever frees it (the wake-up list is `Keys.inflight_wake`)."""
+
+RELEASE = (
+    RELEASE_SLOT_LUA
+    + """
+-- KEYS: [1] lease sorted set
+-- ARGV: [1] lease id, [2] longest wake-up list
+return release_inflight_slot(KEYS[1], ARGV[1], tonumber(ARGV[2]))
+"""
+)
 
 WAKE_LIST_MAX = 64
 BLOCK_MAX_S = 1.0
@@ -100,7 +110,7 @@ class InflightSemaphore:
     def release(self, lease: str) -> None:
         with self._held_lock:
             self._held.discard(lease)
-        self._release(keys=[self._key, self._wake_key], args=[lease, WAKE_LIST_MAX])
+        self._release(keys=[self._key], args=[lease, WAKE_LIST_MAX])
 
     def hold(self, lease: str, ttl_s: float) -> None:
         """Keep a slot for `ttl_s` without this process renewing it (a call that awaits its

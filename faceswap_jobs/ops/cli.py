@@ -7,33 +7,23 @@ from typing import Annotated
 
 import redis
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from faceswap_jobs.batch_cli import backfill_command, batch_app
 from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import redis_client
 from faceswap_jobs.errors import FaceSwapError
+from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
 from faceswap_jobs.models import JobRecord
-from faceswap_jobs.parking import ParkingLot
-from faceswap_jobs.runtime import limits, parking_lot, redis_client
+from faceswap_jobs.ops.batch_cli import backfill_command, batch_app
+from faceswap_jobs.ops.console import console, err_console, load_settings
 
 app = typer.Typer(
     help="Face Swap API jobs on Redis + Celery.", no_args_is_help=True, add_completion=False
 )
-console = Console()
-err_console = Console(stderr=True)
 app.command("backfill")(backfill_command)
 app.add_typer(batch_app, name="batch")
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        err_console.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -45,12 +35,12 @@ def worker(
     hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
 ) -> None:
     """Run a Celery worker for swap jobs (threads by default: the work is waiting on HTTP)."""
-    from faceswap_jobs import tasks  # noqa: F401 - registers the task
     from faceswap_jobs.celery_app import create_app
-    from faceswap_jobs.scheduler import SchedulerStep
-    from faceswap_jobs.worker_tuning import tune_worker
+    from faceswap_jobs.worker import task  # noqa: F401 - registers the task
+    from faceswap_jobs.worker.scheduler import SchedulerStep
+    from faceswap_jobs.worker.tuning import tune_worker
 
-    settings = _settings()
+    settings = load_settings()
     if concurrency is not None:
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
     argv = [
@@ -90,7 +80,7 @@ def flower(
     """Run Flower with basic auth (FACESWAP_FLOWER_USER / FACESWAP_FLOWER_PASSWORD)."""
     from faceswap_jobs.celery_app import create_app
 
-    settings = _settings()
+    settings = load_settings()
     if settings.flower_password is None:
         err_console.print("[red]set FACESWAP_FLOWER_PASSWORD: Flower never runs without auth[/red]")
         raise typer.Exit(2)
@@ -115,9 +105,9 @@ def submit(
     wait: Annotated[float | None, typer.Option(help="wait up to this many seconds")] = None,
 ) -> None:
     """Validate and enqueue one swap; prints the job id (and the result with --wait)."""
-    from faceswap_jobs.producer import Producer
+    from faceswap_jobs.producer.submit import Producer
 
-    producer = Producer(_settings())
+    producer = Producer(load_settings())
     try:
         job = producer.submit_swap(
             source_image_url, target_image_url, timeout=timeout, idempotency_key=key, queue=queue
@@ -141,9 +131,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Show a job: state, attempts, result or last error, and the history of every call."""
-    from faceswap_jobs.producer import Producer
+    from faceswap_jobs.producer.submit import Producer
 
-    record = Producer(_settings()).get_job(job_id)
+    record = Producer(load_settings()).get_job(job_id)
     if record is None:
         err_console.print(f"[red]job {job_id} is unknown or has expired[/red]")
         raise typer.Exit(1)
@@ -196,9 +186,9 @@ def _print_record(record: JobRecord) -> None:
 @app.command()
 def dlq(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
     """List the most recently failed jobs (the dead-letter queue)."""
-    from faceswap_jobs.producer import Producer
+    from faceswap_jobs.producer.submit import Producer
 
-    producer = Producer(_settings())
+    producer = Producer(load_settings())
     table = Table("job", "code", "message", "trace_id")
     for job_id in producer.store.dead_letters(limit):
         record = producer.get_job(job_id)
@@ -211,39 +201,36 @@ def dlq(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
 
 def _limits(settings: Settings) -> tuple[Limits, ParkingLot, redis.Redis]:
     client = redis_client(settings)
-    return limits(settings, client), parking_lot(settings, client), client
+    return (
+        Limits.from_settings(settings, client),
+        ParkingLot(client, Keys(settings.key_prefix)),
+        client,
+    )
 
 
 @app.command("limits")
 def show_limits() -> None:
     """Show the token's effective rate, pause, in-flight calls, breaker and waiting jobs."""
-    settings = _settings()
+    settings = load_settings()
     lim, lot, client = _limits(settings)
-    rate_state = client.hgetall(Keys(settings.key_prefix).rate(lim.token_id))
-    seconds, micros = client.time()
-    now = seconds + micros / 1e6
-    paused_for = max(0.0, float(rate_state.get("paused_until", 0)) - now)
-    breaker = lim.breaker.state()
+    snap = lim.snapshot()
     parked, paused = lot.counts()
     table = Table.grid(padding=(0, 2))
-    table.add_row("token", lim.token_id + "  (sha256 prefix)")
+    table.add_row("token", snap.token_id + "  (sha256 prefix)")
     table.add_row(
         "rate",
-        f"{float(rate_state.get('rate', settings.rate_per_s)):.2f}/s effective, "
-        f"{settings.rate_per_s:g}/s ceiling, burst {settings.rate_burst}",
+        f"{snap.rate_per_s:.2f}/s effective, {snap.ceiling_per_s:g}/s ceiling, burst {snap.burst}",
     )
-    table.add_row("paused", f"{paused_for:.1f}s left" if paused_for else "no")
-    table.add_row("in flight", f"{lim.inflight.in_flight()} / {settings.max_in_flight}")
-    if breaker:
-        probe_in = max(0.0, float(breaker.get("probe_at", now)) - now)
-        detail = "operator pause" if breaker.get("manual") == "1" else f"probe in {probe_in:.0f}s"
-        table.add_row(
-            "breaker",
-            f"[red]{breaker.get('state')}[/red]: {breaker.get('code')} "
-            f"{breaker.get('reason')} ({detail})",
-        )
-    else:
+    table.add_row("paused", f"{snap.paused_for_s:.1f}s left" if snap.paused_for_s else "no")
+    table.add_row("in flight", f"{snap.in_flight} / {snap.max_in_flight}")
+    breaker = snap.breaker
+    if breaker.closed:
         table.add_row("breaker", "closed")
+    else:
+        detail = "operator pause" if breaker.manual else f"probe in {breaker.probe_in_s:.0f}s"
+        table.add_row(
+            "breaker", f"[red]{breaker.state}[/red]: {breaker.code} {breaker.reason} ({detail})"
+        )
     table.add_row("waiting jobs", f"{parked} parked, {paused} paused by the breaker")
     for name in (settings.interactive_queue, settings.bulk_queue):
         table.add_row(f"queue {name}", str(client.llen(name)))
@@ -253,16 +240,16 @@ def show_limits() -> None:
 @app.command()
 def pause(reason: Annotated[str, typer.Option(help="shown to everyone")] = "operator") -> None:
     """Stop all calls with this token; jobs wait, nothing fails, until `resume`."""
-    lim, _, _ = _limits(_settings())
-    lim.breaker.pause(reason)
+    lim, _, _ = _limits(load_settings())
+    lim.pause(reason)
     console.print(f"token {lim.token_id} paused: {reason}")
 
 
 @app.command()
 def resume() -> None:
     """Close the token's breaker (operator pause or auth trip) and release its waiting jobs."""
-    lim, lot, _ = _limits(_settings())
-    lim.breaker.resume()
+    lim, lot, _ = _limits(load_settings())
+    lim.resume()
     released = 0
     while moved := lot.release_paused(1000):
         released += moved
@@ -278,12 +265,12 @@ def webhook(
     """Run the callback receiver (needs FACESWAP_WEBHOOK_SECRET); stateless, so it scales out."""
     import uvicorn
 
-    settings = _settings()
+    settings = load_settings()
     if settings.webhook_secret is None:
         err_console.print("[red]the webhook receiver needs FACESWAP_WEBHOOK_SECRET[/red]")
         raise typer.Exit(2)
     uvicorn.run(
-        "faceswap_jobs.webhook:app_from_settings",
+        "faceswap_jobs.callbacks.receiver:app_from_settings",
         factory=True,
         workers=workers,
         host=host or settings.webhook_host,
@@ -303,9 +290,9 @@ def metrics(
     """Serve Prometheus metrics (calls, jobs, rate, in-flight, breaker, queues) read from Redis."""
     from prometheus_client import REGISTRY, start_http_server
 
-    from faceswap_jobs.metrics import RedisStatsCollector
+    from faceswap_jobs.ops.metrics import RedisStatsCollector
 
-    settings = _settings()
+    settings = load_settings()
     lim, lot, client = _limits(settings)
     REGISTRY.register(RedisStatsCollector(settings, client, lim, lot))
     server, thread = start_http_server(port, addr=address)
@@ -324,9 +311,9 @@ def demo(
     hold: Annotated[bool, typer.Option(help="keep Flower up until Ctrl-C")] = False,
 ) -> None:
     """Run the whole system on private local services and a set of sample swaps."""
-    from faceswap_jobs.demo import run_demo
+    from faceswap_jobs.ops.demo import run_demo
 
-    code = run_demo(_settings(), count=count, output=output, time_scale=time_scale, hold=hold)
+    code = run_demo(load_settings(), count=count, output=output, time_scale=time_scale, hold=hold)
     raise typer.Exit(code)
 
 

@@ -4,7 +4,7 @@ It answers fast and does little: check the per-job signature before reading the 
 parse the body, then let `Settlement` apply it in one atomic step. A success — nearly every
 callback — is one script call on an asyncio Redis client, with no thread hop; a failure goes
 through the retry policy on a thread. Telling Celery's backend and Flower happens afterwards, in
-batches (`announce.py`). A client's mistake gets a 4xx
+batches (`callbacks/announce.py`). A client's mistake gets a 4xx
 with a reason, never a 500; an unknown or finished job gets a 200 that changes nothing, so the
 sender stops retrying.
 """
@@ -17,18 +17,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-import redis.asyncio
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from faceswap_jobs.callbacks.settlement import build_settlement, usable_result
+from faceswap_jobs.callbacks.signing import SIGNATURE_PARAM, verify
 from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
-from faceswap_jobs.runtime import REDIS_CONNECTIONS, redis_client, settlement
-from faceswap_jobs.settlement import SETTLE, usable_result
-from faceswap_jobs.signing import SIGNATURE_PARAM, verify
+from faceswap_jobs.connections import async_redis_client, redis_client
+from faceswap_jobs.jobs.lua import END_ATTEMPT
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +57,9 @@ def create_webhook_app(settings: Settings) -> Starlette:
         raise ValueError("the webhook receiver needs FACESWAP_WEBHOOK_SECRET")
     secret = settings.webhook_secret.get_secret_value()
     client = redis_client(settings)
-    settle = settlement(settings, client, create_app(settings))
-    async_client = redis.asyncio.Redis.from_url(
-        settings.redis_url,
-        max_connections=REDIS_CONNECTIONS,
-        decode_responses=True,
-        socket_timeout=10.0,
-        socket_connect_timeout=5.0,
-        health_check_interval=30,
-    )
-    settle_script = async_client.register_script(SETTLE)
+    settle = build_settlement(settings, client, create_app(settings))
+    async_client = async_redis_client(settings)
+    settle_script = async_client.register_script(END_ATTEMPT)
 
     async def receive(request: Request) -> JSONResponse:
         job_id = request.path_params["job_id"]

@@ -15,15 +15,15 @@ from celery import Celery
 
 from faceswap_jobs.celery_app import SWAP_TASK, create_app
 from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import redis_client
 from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest
-from faceswap_jobs.models import JobRecord, JobState, SwapRequest, SwapResult, check_metadata
-from faceswap_jobs.runtime import job_store, redis_client
-from faceswap_jobs.store import JobStore
+from faceswap_jobs.jobs.store import JobStore, job_store
+from faceswap_jobs.models import JobRecord, JobState, SwapResult
+from faceswap_jobs.validation import check_identifier, check_metadata, swap_request
 
 QueueName = Literal["interactive", "bulk"]
 JOB_NAMESPACE = uuid.UUID("6f1d3c52-6a1e-4b1c-9a57-3f0c2b7d9e41")
 """uuid5 namespace: an idempotency key always maps to the same job id."""
-MAX_IDEMPOTENCY_KEY_CHARS = 256
 RESEND_AFTER_S = 30.0
 """A job recorded but never sent (its producer died in between) is sent again after this long."""
 
@@ -89,18 +89,9 @@ class Producer:
         metadata: dict[str, Any] | None = None,
         queue: QueueName = "interactive",
     ) -> SwapJob:
-        request = SwapRequest.parse(
-            {
-                "source_image_url": source_image_url,
-                "target_image_url": target_image_url,
-                "timeout": timeout,
-            }
-        )
-        if request.timeout is not None and request.timeout >= self.settings.read_timeout_s:
-            raise InvalidSwapRequest(
-                f"timeout ({request.timeout:g} s) must be below the workers' read timeout "
-                f"({self.settings.read_timeout_s:g} s), or the call would be cut off and billed"
-            )
+        fields = {"source_image_url": source_image_url, "target_image_url": target_image_url,
+                  "timeout": timeout}  # fmt: skip
+        request = swap_request(fields, read_timeout_s=self.settings.read_timeout_s)
         metadata = check_metadata(metadata)
         queue_name = self.queue_name(queue)
         job_id = self._job_id(idempotency_key)
@@ -137,12 +128,11 @@ class Producer:
     def _job_id(self, idempotency_key: str | None) -> str:
         if idempotency_key is None:
             return str(uuid.uuid4())
-        if not isinstance(idempotency_key, str) or not idempotency_key.strip():
+        if not isinstance(idempotency_key, str):
             raise InvalidSwapRequest("idempotency_key must be a non-empty string")
-        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_CHARS:
-            raise InvalidSwapRequest(
-                f"idempotency_key is longer than {MAX_IDEMPOTENCY_KEY_CHARS} characters"
-            )
+        key = check_identifier(idempotency_key, "idempotency_key")
+        if key is None:
+            raise InvalidSwapRequest("idempotency_key must be a non-empty string")
         return str(uuid.uuid5(JOB_NAMESPACE, idempotency_key))
 
     def _send(self, record: JobRecord) -> None:

@@ -14,9 +14,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from faceswap_jobs.config import Settings
+from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
-from faceswap_jobs.parking import ParkingLot
 
 BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
 
@@ -52,31 +52,21 @@ class RedisStatsCollector(Collector):
         yield from self._queue_gauges()
 
     def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
-        token = self._limits.token_id
-        state = self._r.hgetall(self._keys.rate(token))
-        seconds, micros = self._r.time()
-        now = seconds + micros / 1e6
-        rate = float(state.get("rate", self.settings.rate_per_s))
-        paused_s = max(0.0, float(state.get("paused_until", 0)) - now)
-        breaker = self._limits.breaker.state().get("state", "closed")
+        snap = self._limits.snapshot()
         for name, doc, value in (
-            ("faceswap_rate_effective_per_second", "Effective rate of the token", rate),
+            ("faceswap_rate_effective_per_second", "Effective rate of the token", snap.rate_per_s),
+            ("faceswap_rate_ceiling_per_second", "Configured rate ceiling", snap.ceiling_per_s),
+            ("faceswap_rate_paused_seconds", "Seconds the token stays paused", snap.paused_for_s),
+            ("faceswap_in_flight", "Calls in flight for the token", snap.in_flight),
+            ("faceswap_in_flight_cap", "Cap on calls in flight", snap.max_in_flight),
             (
-                "faceswap_rate_ceiling_per_second",
-                "Configured rate ceiling",
-                self.settings.rate_per_s,
+                "faceswap_breaker_state",
+                "0 closed, 1 open, 2 half-open",
+                BREAKER_STATES.get(snap.breaker.state, 1),
             ),
-            ("faceswap_rate_paused_seconds", "Seconds the token stays paused", paused_s),
-            (
-                "faceswap_in_flight",
-                "Calls in flight for the token",
-                self._limits.inflight.in_flight(),
-            ),
-            ("faceswap_in_flight_cap", "Cap on calls in flight", self.settings.max_in_flight),
-            ("faceswap_breaker_state", "0 closed, 1 open, 2 half-open", BREAKER_STATES[breaker]),
         ):
             gauge = GaugeMetricFamily(name, doc, labels=["token"])
-            gauge.add_metric([token], float(value))
+            gauge.add_metric([snap.token_id], float(value))
             yield gauge
 
     def _queue_gauges(self) -> Iterator[GaugeMetricFamily]:

@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from faceswap_jobs.batches.thumbnails import thumbnail_or_none
 from faceswap_jobs.config import Settings
 from faceswap_jobs.models import JobRecord, JobState
-from faceswap_jobs.producer import Producer
-from faceswap_jobs.sandbox import (
+from faceswap_jobs.ops.sandbox import (
     ManagedProcess,
     free_port,
     http_ok,
@@ -34,7 +34,7 @@ from faceswap_jobs.sandbox import (
     python_module,
     wait_until,
 )
-from faceswap_jobs.thumbnails import thumbnail_or_none
+from faceswap_jobs.producer.submit import Producer
 
 VENDOR_SAMPLES = ("https://cdn.acedata.cloud/n1lmd8.png", "https://cdn.acedata.cloud/3np95r.png")
 """The documentation's own example images, used when the demo talks to the real API."""

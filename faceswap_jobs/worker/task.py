@@ -18,13 +18,15 @@ from celery import Task, shared_task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from faceswap_jobs.batches.messages import Origin
+from faceswap_jobs.callbacks.signing import callback_url
 from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
+from faceswap_jobs.jobs.transitions import Ending
 from faceswap_jobs.limits import Admission
-from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, check_metadata
-from faceswap_jobs.policy import Action, decide
-from faceswap_jobs.runtime import Runtime, runtime_for
-from faceswap_jobs.signing import callback_url
+from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.policy import Action, next_step
+from faceswap_jobs.validation import check_metadata
+from faceswap_jobs.worker.runtime import Runtime, runtime_for
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +73,14 @@ def swap(
 
     holder = f"{_HOST}:{uuid.uuid4().hex}"
     lease_s = rt.settings.time_limit_s + LEASE_MARGIN_S
-    if not rt.store.acquire_lease(job_id, holder, lease_s):
-        wait_s = min(rt.store.lease_ttl_s(job_id) + 1.0, rt.settings.max_countdown_s)
+    if not rt.jobs.acquire_lease(job_id, holder, lease_s):
+        wait_s = min(rt.jobs.lease_ttl_s(job_id) + 1.0, rt.settings.max_countdown_s)
         log.info("job %s is being called by another worker; checking in %.1fs", job_id, wait_s)
         raise self.retry(countdown=wait_s)
     try:
         return _call_under_lease(self, rt, job_id, holder)
     finally:
-        rt.store.release_lease(job_id, holder)
+        rt.jobs.release_lease(job_id, holder)
 
 
 def _load_or_adopt(
@@ -125,7 +127,7 @@ def _cancel_unless_running(rt: Runtime, record: JobRecord) -> NoReturn:
     """A job of a cancelled batch ends here, before any call; one whose call is running (another
     worker holds its lease) is left to finish."""
     if record.state is not JobState.RUNNING:
-        rt.store.cancel(record.id, time.time())
+        rt.jobs.cancel(record.id, time.time())
         log.info("job %s: its batch %s was cancelled", record.id, record.batch)
     raise Ignore()
 
@@ -137,7 +139,7 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
     if record.state is JobState.SUCCEEDED and record.result is not None:
         return record.result.model_dump()
     if record.paused_at is not None:
-        paused_s = rt.store.unpause(job_id, time.time())
+        paused_s = rt.jobs.unpause(job_id, time.time())
         record = record.model_copy(update={"paused_at": None, "paused_s": paused_s})
     record = _close_interrupted_call(rt, record)
 
@@ -145,7 +147,7 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
     if not admission.admitted:
         _wait_outside_the_broker(task, rt, record, admission)
     attempt = Attempt(number=record.calls + 1, started_at=time.time(), worker=_HOST)
-    rt.store.begin_attempt(job_id, attempt)
+    rt.jobs.start_attempt(job_id, attempt)
     callback_base, secret = rt.settings.callback_base_url, rt.settings.webhook_secret
     try:
         try:
@@ -169,7 +171,7 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
     rt.limits.release(admission)
     rt.limits.on_success(admission)
     done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
-    rt.store.end_attempt(job_id, done, JobState.SUCCEEDED, result=result)
+    rt.jobs.end_attempt(job_id, done, Ending(JobState.SUCCEEDED, "succeeded", result=result))
     log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1)
     return result.model_dump()
 
@@ -186,7 +188,7 @@ def _await_callback(
     rt.limits.on_success(admission)
     wait_s = rt.settings.callback_wait_s
     rt.limits.hold(admission, wait_s + LEASE_MARGIN_S)
-    if rt.settlement.accept(
+    if rt.jobs.accept(
         record.id, attempt, api_task_id, wait_s, admission.lease or "", rt.limits.token_id
     ):
         log.info("job %s accepted as API task %s; waiting for its callback", record.id, api_task_id)
@@ -210,25 +212,18 @@ def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:
         "the worker stopped during this call; it may have been billed", None, "worker_lost"
     )
     now = time.time()
-    decision = decide(
-        lost,
-        attempts=record.attempts + 1,
-        deferrals=sum(1 for a in record.history if not a.counted),
-        started_at=record.deadline_start,
-        now=now,
-        config=rt.retry,
-        rng=rt.rng,
-    )
+    step = next_step(lost, record, now=now, config=rt.retry, rng=rt.rng)
     closed = record.history[-1].model_copy(
         update={"ended_at": now, "outcome": "interrupted", "error": lost.to_dict()}
     )
-    if decision.action is Action.FAIL:
-        rt.store.end_attempt(
-            record.id, closed, JobState.FAILED, error=lost.to_dict(), failure_reason=decision.reason
-        )
-        log.warning("job %s failed: %s (%s)", record.id, lost, decision.reason)
+    if step.decision.action is Action.FAIL:
+        rt.jobs.end_attempt(record.id, closed, Ending(JobState.FAILED, "interrupted",
+                            error=lost.to_dict(), failure_reason=step.decision.reason))  # fmt: skip
+        log.warning("job %s failed: %s (%s)", record.id, lost, step.decision.reason)
         raise lost
-    rt.store.end_attempt(record.id, closed, JobState.RETRY_WAIT, error=lost.to_dict())
+    rt.jobs.end_attempt(
+        record.id, closed, Ending(JobState.RETRY_WAIT, "interrupted", error=lost.to_dict())
+    )
     log.warning("job %s: previous call was interrupted (%s); calling again", record.id, lost.code)
     return record.model_copy(update={"attempts": record.attempts + 1})
 
@@ -239,14 +234,10 @@ def _wait_outside_the_broker(
     """Park (until a time) or pause (until the breaker closes) the job, and let the message go."""
     now = time.time()
     if admission.paused:
-        rt.store.set_state(
-            record.id, JobState.PAUSED, now, reason=f"breaker open: {admission.reason}"
-        )
-        rt.parking.pause(record.id)
+        rt.jobs.pause(record.id, f"breaker open: {admission.reason}", now)
         log.info("job %s paused: breaker open (%s)", record.id, admission.reason)
     else:
-        rt.store.set_state(record.id, JobState.RETRY_WAIT, now, reason=admission.reason)
-        rt.parking.park(record.id, admission.defer_s)
+        rt.jobs.park(record.id, admission.defer_s, admission.reason, now)
         log.debug("job %s parked %.2fs: %s", record.id, admission.defer_s, admission.reason)
     task.send_event("task-retried", exception=f"waiting: {admission.reason}", traceback="")
     raise Ignore()
@@ -268,42 +259,31 @@ def _after_failure(
     else:
         rt.limits.on_other_outcome(admission)
     now = time.time()
-    counted = not (isinstance(exc, RateLimitedError) or exc.opens_breaker)
-    deferrals = sum(1 for a in record.history if not a.counted) + (0 if counted else 1)
-    decision = decide(
-        exc,
-        attempts=record.attempts + (1 if counted else 0),
-        deferrals=deferrals,
-        started_at=record.deadline_start,
-        now=now,
-        config=rt.retry,
-        rng=rt.rng,
-    )
+    step = next_step(exc, record, now=now, config=rt.retry, rng=rt.rng)
+    decision = step.decision
+    retrying = decision.action in (Action.RETRY, Action.DEFER)
     closed = attempt.model_copy(
         update={
             "ended_at": now,
             "outcome": "failed" if decision.action is Action.FAIL else str(decision.action),
-            "counted": counted,
+            "counted": step.counted,
             "error": exc.to_dict(),
-            "delay_s": decision.delay_s
-            if decision.action in (Action.RETRY, Action.DEFER)
-            else None,
+            "delay_s": decision.delay_s if retrying else None,
         }
     )
+    error, counted = exc.to_dict(), step.counted
     if decision.action is Action.FAIL:
-        rt.store.end_attempt(
-            record.id, closed, JobState.FAILED, error=exc.to_dict(), failure_reason=decision.reason
-        )
+        rt.jobs.end_attempt(record.id, closed, Ending(JobState.FAILED, closed.outcome, error=error,
+                            counted=counted, failure_reason=decision.reason))  # fmt: skip
         log.warning("job %s failed: %s (%s)", record.id, exc, decision.reason)
         return
     if decision.action is Action.PAUSE:
-        rt.store.end_attempt(
-            record.id, closed, JobState.PAUSED, error=exc.to_dict(), wait_reason=decision.reason
-        )
-        rt.parking.pause(record.id)
+        rt.jobs.end_attempt(record.id, closed, Ending(JobState.PAUSED, closed.outcome, error=error,
+                            counted=counted, wait_reason=decision.reason))  # fmt: skip
         task.send_event("task-retried", exception=f"paused: {decision.reason}", traceback="")
         raise Ignore()
-    rt.store.end_attempt(record.id, closed, JobState.RETRY_WAIT, error=exc.to_dict())
+    rt.jobs.end_attempt(record.id, closed, Ending(JobState.RETRY_WAIT, closed.outcome, error=error,
+                        counted=counted))  # fmt: skip
     level = logging.INFO if decision.action is Action.DEFER else logging.WARNING
     log.log(level, "job %s: %s; %s in %.2fs", record.id, exc, decision.action, decision.delay_s)
     raise task.retry(exc=exc, countdown=decision.delay_s)

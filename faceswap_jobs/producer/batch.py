@@ -8,8 +8,6 @@ again with the same batch name and the same iterable continues after the rows al
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -21,26 +19,11 @@ from faceswap_jobs.batches.export import export_rows
 from faceswap_jobs.batches.messages import Origin, swap_message
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
 from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import redis_client
 from faceswap_jobs.errors import InvalidSwapRequest
+from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.models import SwapRequest, check_metadata
-from faceswap_jobs.runtime import redis_client
-
-MAX_ROW_ID_CHARS = 256
-REQUEUE = """
--- KEYS: [1] job hash, [2] dead-letter sorted set
--- ARGV: [1] now, [2] job ttl (ms), [3] batch key prefix
--- A failed job of a batch goes back to the queue with a fresh retry budget and deadline.
-if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'retried_at', ARGV[1],
-  'paused_s', 0, 'updated_at', ARGV[1], 'failure_reason', '', 'wait_reason', '')
-redis.call('HDEL', KEYS[1], 'paused_at')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
-local batch = redis.call('HGET', KEYS[1], 'batch')
-if batch then redis.call('HINCRBY', ARGV[3] .. batch, 'failed', -1) end
-return 1
-"""
+from faceswap_jobs.validation import check_identifier, check_metadata, identity_key, swap_request
 
 
 class Batch:
@@ -52,6 +35,7 @@ class Batch:
         self._r = client
         self._keys = Keys(settings.key_prefix)
         self._store = BatchStore(client, self._keys)
+        self._jobs = job_store(settings, client)
 
     def __repr__(self) -> str:
         return f"Batch({self.name!r})"
@@ -75,7 +59,7 @@ class Batch:
 
     def results(self) -> Iterator[dict[str, Any]]:
         """One dict per input row, in input order (the columns of `batch export`)."""
-        return export_rows(self._r, self._keys, self.name)
+        return export_rows(self._jobs, self.name)
 
     def cancel(self) -> bool:
         return self._store.cancel(self.name)
@@ -83,37 +67,33 @@ class Batch:
     def retry_failed(self, chunk: int = 1000) -> int:
         """Send the batch's failed jobs again, each with a fresh retry budget; returns how many.
         A row never has two calls in flight: only a job that ended `failed` moves."""
-        requeue = self._r.register_script(REQUEUE)
-        ttl_ms = int(self._settings.job_ttl_s * 1000)
         sent = 0
         ids: list[str] = []
         for _, job_id, _ in self._store.rows(self.name):
             if job_id is not None:
                 ids.append(job_id)
             if len(ids) >= chunk:
-                sent += self._requeue(requeue, ids, ttl_ms)
+                sent += self._requeue(ids)
                 ids = []
         if ids:
-            sent += self._requeue(requeue, ids, ttl_ms)
+            sent += self._requeue(ids)
         return sent
 
-    def _requeue(self, requeue: Any, ids: list[str], ttl_ms: int) -> int:
-        pipe = self._r.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hmget(self._keys.job(job_id), "state", "request", "batch_position",
-                       "batch_line", "row_id", "metadata")  # fmt: skip
-        failed = [(job_id, values) for job_id, values in zip(ids, pipe.execute(), strict=True)
-                  if values[0] == "failed"]  # fmt: skip
+    def _requeue(self, ids: list[str]) -> int:
         messages: list[str] = []
         now = time.time()
-        for job_id, (_, request, position, line, row_id, metadata) in failed:
-            keys = [self._keys.job(job_id), self._keys.dead_letters]
-            if not requeue(keys=keys, args=[now, ttl_ms, self._keys.batch("")]):
+        for job_id, job in zip(ids, self._jobs.summaries(ids), strict=True):
+            if (
+                job is None
+                or job["state"] != "failed"
+                or not self._jobs.requeue_failed(job_id, now)
+            ):
                 continue
-            origin = Origin(self.name, int(position or 0), int(line or 0), row_id or None)
+            origin = Origin(self.name, job["batch_position"] or 0, job["batch_line"] or 0,
+                            job["row_id"])  # fmt: skip
             messages.append(
-                swap_message(job_id, json.loads(request), origin, self._settings.bulk_queue,
-                             metadata=json.loads(metadata) if metadata else None,
+                swap_message(job_id, job["request"], origin, self._settings.bulk_queue,
+                             metadata=job["metadata"] or None,
                              delivery_tag=f"{job_id}.retry.{now:.6f}")
             )  # fmt: skip
         if messages:
@@ -159,27 +139,12 @@ def _items(items: Iterable[Mapping[str, Any]], max_timeout_s: float) -> Iterator
             yield Item(line=number, key="", request=None, reason=exc.message, raw=text)
 
 
-def _item(number: int, raw: Mapping[str, Any], max_timeout_s: float) -> Item:
+def _item(number: int, raw: Mapping[str, Any], read_timeout_s: float) -> Item:
     if not isinstance(raw, Mapping):
         raise InvalidSwapRequest(f"item must be a mapping, not {type(raw).__name__}")
-    fields = {k: raw.get(k) for k in ("source_image_url", "target_image_url", "timeout")}
-    request = SwapRequest.parse(fields)
-    if request.timeout is not None and request.timeout >= max_timeout_s:
-        raise InvalidSwapRequest(
-            f"timeout ({request.timeout:g} s) must be below the workers' read timeout "
-            f"({max_timeout_s:g} s)"
-        )
+    request = swap_request(raw, read_timeout_s=read_timeout_s)
     metadata = check_metadata(raw.get("metadata"))
-    row_id = raw.get("id")
-    if row_id is not None:
-        row_id = str(row_id).strip()
-        if not row_id or len(row_id) > MAX_ROW_ID_CHARS:
-            raise InvalidSwapRequest(f"id must be 1 to {MAX_ROW_ID_CHARS} characters")
+    row_id = check_identifier(raw.get("id"), "id")
     body = request.body()
-    key = f"id:{row_id}" if row_id else "req:" + _request_hash(body)
+    key = identity_key(row_id, body)
     return Item(line=number, key=key, request=body, metadata=metadata, row_id=row_id)
-
-
-def _request_hash(body: dict[str, Any]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]

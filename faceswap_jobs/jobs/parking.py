@@ -1,5 +1,8 @@
 """Jobs waiting outside the broker: parked until a time, or paused until the token's breaker closes.
 
+A job enters the parked or paused set in the same atomic step that moves its record
+(`JobTransitions.park`, `pause`, `end_attempt`); this module hands the waiting jobs back.
+
 Why not a broker countdown: an ETA message sits unacknowledged in a worker's memory and comes
 back after the visibility timeout, so long or numerous waits would either duplicate work or eat
 memory. A parked job is one sorted-set member; a scheduler thread sends it again when due, using
@@ -10,14 +13,7 @@ from __future__ import annotations
 
 import redis
 
-PARK = """
--- KEYS: [1] parked sorted set (member = job id, score = due time on Redis time)
--- ARGV: [1] delay (s), [2] job id
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
-return tostring(now + tonumber(ARGV[1]))
-"""
+from faceswap_jobs.keys import Keys
 
 CLAIM_DUE = """
 -- KEYS: [1] parked sorted set
@@ -63,21 +59,12 @@ return #popped / 2
 
 
 class ParkingLot:
-    def __init__(self, client: redis.Redis, parked_key: str, paused_key: str):
+    def __init__(self, client: redis.Redis, keys: Keys):
         self._r = client
-        self._parked, self._paused = parked_key, paused_key
-        self._park = client.register_script(PARK)
+        self._parked, self._paused = keys.parked, keys.paused
         self._claim = client.register_script(CLAIM_DUE)
         self._done = client.register_script(DONE)
         self._release = client.register_script(RELEASE_PAUSED)
-
-    def park(self, job_id: str, delay_s: float) -> None:
-        self._park(keys=[self._parked], args=[max(0.0, delay_s), job_id])
-
-    def pause(self, job_id: str) -> None:
-        """Hold a job until its token's breaker closes; it keeps its place in line."""
-        seconds, micros = self._r.time()
-        self._r.zadd(self._paused, {job_id: seconds + micros / 1e6}, nx=True)
 
     def claim_due(self, limit: int, claim_s: float) -> list[tuple[str, str]]:
         """Due jobs as (job id, claim); pass the claim back to `done` once the job is sent."""

@@ -16,8 +16,7 @@ import redis
 from celery import Celery, bootsteps
 
 from faceswap_jobs.celery_app import SWAP_TASK
-from faceswap_jobs.models import JobState
-from faceswap_jobs.runtime import Runtime, runtime_for
+from faceswap_jobs.worker.runtime import Runtime, runtime_for
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,7 @@ class Scheduler:
         now = time.time()
         for job_id, claim in self.rt.parking.claim_due(BATCH, CLAIM_S):
             record = self.rt.store.get(job_id)
-            if record is not None and not record.state.finished:
-                self.rt.store.set_state(job_id, JobState.QUEUED, now)
+            if record is not None and self.rt.jobs.requeue(job_id, now):
                 self.app.send_task(
                     SWAP_TASK,
                     args=[job_id, record.request.body()],
@@ -57,15 +55,14 @@ class Scheduler:
         _, paused = self.rt.parking.counts()
         if not paused:
             return
-        breaker = self.rt.limits.breaker.state()
-        if not breaker:
+        breaker = self.rt.limits.snapshot().breaker
+        if breaker.closed:
             released = self.rt.parking.release_paused(BATCH)
             log.info("breaker closed: %d paused job(s) go back to their queue", released)
             return
-        if breaker.get("manual") == "1" or breaker.get("state") != "open":
+        if breaker.manual or breaker.state != "open":
             return
-        seconds, micros = self.rt.redis.time()
-        if float(breaker.get("probe_at", "inf")) <= seconds + micros / 1e6:
+        if breaker.probe_in_s <= 0:
             self.rt.parking.release_paused(1)
             log.info("breaker cool-down over: one paused job goes as the probe")
 

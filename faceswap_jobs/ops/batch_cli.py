@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,27 +24,19 @@ from rich.table import Table
 from faceswap_jobs.batches.backfill import BatchSourceMismatch, backfill, dry_run
 from faceswap_jobs.batches.enqueue import BatchLocked, Chunked
 from faceswap_jobs.batches.export import export_rows, write_export
-from faceswap_jobs.batches.handle import Batch
 from faceswap_jobs.batches.rows import InputFileError
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
 from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import redis_client
+from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.runtime import redis_client
+from faceswap_jobs.ops.console import console, err_console, load_settings
+from faceswap_jobs.producer.batch import Batch
 
 if TYPE_CHECKING:
     from faceswap_jobs.batches.report import SheetRow
 
 batch_app = typer.Typer(help="Follow, export, cancel and retry batches.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        err_console.print(f"[red]invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 def _progress_columns() -> tuple:
@@ -69,7 +60,7 @@ def backfill_command(
 
     Rows stream in constant memory; invalid rows go to the rejects file with line and reason.
     Run it again after a crash or Ctrl-C: it continues where the batch stopped."""
-    settings = _settings()
+    settings = load_settings()
     rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
     try:
         if dry_run_only:
@@ -116,7 +107,7 @@ def _backfill(settings: Settings, file: Path, batch: str, rejects_path: Path) ->
 @batch_app.command("list")
 def list_batches() -> None:
     """Batches, newest first, with their progress."""
-    settings = _settings()
+    settings = load_settings()
     store = BatchStore(redis_client(settings), Keys(settings.key_prefix))
     table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "rejected",
                   "rows/s", "ETA")  # fmt: skip
@@ -188,16 +179,16 @@ def watch(name: str, every_s: Annotated[float, typer.Option(min=0.2)] = 1.0) -> 
 @batch_app.command()
 def export(name: str, out: Path) -> None:
     """Results and failures, one row per input row, as CSV or JSON Lines (by OUT's suffix)."""
-    settings = _settings()
+    settings = load_settings()
     _progress(name)
-    count = write_export(redis_client(settings), Keys(settings.key_prefix), name, out)
+    count = write_export(job_store(settings, redis_client(settings)), name, out)
     console.print(f"wrote {count} rows to {out}")
 
 
 @batch_app.command()
 def cancel(name: str) -> None:
     """Stop a batch: queued rows are dropped, calls already running finish."""
-    settings = _settings()
+    settings = load_settings()
     _progress(name)
     Batch(name, settings, redis_client(settings)).cancel()
     console.print(f"batch {name} cancelled: workers drop its queued rows as they reach them")
@@ -206,7 +197,7 @@ def cancel(name: str) -> None:
 @batch_app.command("retry-failed")
 def retry_failed(name: str) -> None:
     """Send the batch's failed jobs again, each with a fresh retry budget."""
-    settings = _settings()
+    settings = load_settings()
     _progress(name)
     sent = Batch(name, settings, redis_client(settings)).retry_failed()
     console.print(f"{sent} failed job(s) of batch {name} sent again")
@@ -222,9 +213,9 @@ def report(
     """An HTML contact sheet (source / target / result thumbnails) of a sample of the batch."""
     from faceswap_jobs.batches.report import write_contact_sheet
 
-    settings = _settings()
+    settings = load_settings()
     _progress(name)
-    rows = export_rows(redis_client(settings), Keys(settings.key_prefix), name)
+    rows = export_rows(job_store(settings, redis_client(settings)), name)
     picked, seen = _reservoir(rows, sample, random.Random(seed))
     sheet = [_sheet_row(row) for row in picked]
     with Progress(*_progress_columns(), console=err_console, transient=True) as bar:
@@ -266,7 +257,7 @@ def _sheet_row(row: dict[str, object]) -> SheetRow:
 
 
 def _progress(name: str) -> BatchProgress:
-    settings = _settings()
+    settings = load_settings()
     progress = BatchStore(redis_client(settings), Keys(settings.key_prefix)).progress(name)
     if progress is None:
         err_console.print(f"[red]no batch named {name!r}[/red]")

@@ -1,0 +1,117 @@
+"""Job records as producers and readers see them: create, read, and revive failed jobs.
+
+The record is the source of truth a producer, the CLI and every worker read: Celery's result
+backend mirrors the outcome for Flower and `AsyncResult`, but only this record knows whether a job
+already succeeded, which is what keeps a redelivered message from calling the API again. What a
+worker does to a job between its calls is in `jobs.transitions`; this module loads neither the
+limiter nor anything else of the worker, so application code that only enqueues stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+
+from faceswap_jobs.config import Settings
+from faceswap_jobs.jobs import record as layout
+from faceswap_jobs.jobs.counters import BATCH_COUNTING_LUA
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.models import JobRecord
+
+CREATE = """
+-- KEYS: [1] job hash
+-- ARGV: [1] ttl in ms, then field/value pairs
+-- Returns 1 when created, 0 when a job with this id already exists (idempotent submit).
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+
+REQUEUE_FAILED = (
+    BATCH_COUNTING_LUA
+    + """
+-- KEYS: [1] job hash, [2] dead-letter sorted set
+-- ARGV: [1] now, [2] job ttl (ms), [3] batch key prefix
+-- A failed job goes back to `queued` with a fresh retry budget and deadline (its history is
+-- kept); it leaves the dead-letter queue and its batch's failure count. Returns 1 when moved.
+if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'queued', 'attempts', 0, 'retried_at', ARGV[1],
+  'paused_s', 0, 'updated_at', ARGV[1], 'failure_reason', '', 'wait_reason', '')
+redis.call('HDEL', KEYS[1], 'paused_at')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+local batch = redis.call('HGET', KEYS[1], 'batch')
+if batch then uncount_batch_end(ARGV[3] .. batch, 'failed') end
+return 1
+"""
+)
+
+
+def ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+class JobStore:
+    """Reads job records and makes the transitions a producer needs; each is one round trip or
+    one atomic script."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, *, job_ttl_s: float, result_ttl_s: float):
+        self._r = self.client = client
+        self.keys = keys
+        self.job_ttl_ms = ms(job_ttl_s)
+        self.result_ttl_ms = ms(result_ttl_s)
+        self._create = client.register_script(CREATE)
+        self._requeue = client.register_script(REQUEUE_FAILED)
+
+    def create(self, record: JobRecord) -> bool:
+        """Store a new job; False (and nothing written) when the id is already taken."""
+        fields: list[Any] = []
+        for name, value in layout.encode(record).items():
+            fields += [name, value]
+        return bool(self._create(keys=[self.keys.job(record.id)], args=[self.job_ttl_ms, *fields]))
+
+    def forget(self, job_id: str) -> None:
+        """Remove a job that could not be enqueued, so submitting it again starts clean."""
+        self._r.delete(self.keys.job(job_id), self.keys.history(job_id))
+
+    def mark_sent(self, job_id: str) -> None:
+        self._r.hset(self.keys.job(job_id), layout.SENT, "1")
+
+    def was_sent(self, job_id: str) -> bool:
+        return self._r.hget(self.keys.job(job_id), layout.SENT) == "1"
+
+    def get(self, job_id: str) -> JobRecord | None:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hgetall(self.keys.job(job_id))
+        pipe.lrange(self.keys.history(job_id), 0, -1)
+        raw, history = pipe.execute()
+        if not raw:
+            return None
+        return layout.decode(raw, history)
+
+    def summaries(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
+        """`record.SUMMARY_FIELDS` of many jobs in one pipeline (None for a job with no record)."""
+        pipe = self._r.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hmget(self.keys.job(job_id), layout.SUMMARY_FIELDS)
+        return [layout.decode_summary(values) for values in pipe.execute()]
+
+    def dead_letters(self, limit: int = 100) -> list[str]:
+        """Failed job ids, most recent first."""
+        return list(self._r.zrevrange(self.keys.dead_letters, 0, limit - 1))
+
+    def requeue_failed(self, job_id: str, now: float) -> bool:
+        """A failed job is `queued` again with a fresh budget; the caller sends its message."""
+        keys = [self.keys.job(job_id), self.keys.dead_letters]
+        return bool(self._requeue(keys=keys, args=[now, self.job_ttl_ms, self.keys.batch("")]))
+
+
+def job_store(settings: Settings, client: redis.Redis) -> JobStore:
+    return JobStore(
+        client,
+        Keys(settings.key_prefix),
+        job_ttl_s=settings.job_ttl_s,
+        result_ttl_s=settings.result_ttl_s,
+    )

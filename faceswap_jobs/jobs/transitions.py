@@ -1,0 +1,183 @@
+"""What a worker, the receiver and the scheduler do to a job: one named, atomic step each.
+
+start an attempt → end it (succeeded, retry_wait, paused, failed), or accept it (callback mode)
+and settle it when the callback comes; park or pause a job that waits between calls; send it
+back to `queued`; cancel it. Every step is one MULTI/EXEC or one Lua script (`jobs.lua`), and
+this package is the only code that writes a job's hash and history.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from faceswap_jobs.jobs import lua
+from faceswap_jobs.jobs.store import JobStore, ms
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits.inflight import WAKE_LIST_MAX
+from faceswap_jobs.models import Attempt, JobState, SwapResult
+
+ANY_UNFINISHED = "*"
+WAITING_OR_EARLY = f"{JobState.WAITING_CALLBACK},{JobState.RUNNING}"
+"""A callback settles a job waiting for it, or one whose submission is not recorded yet."""
+NOT_CALLING = ",".join(
+    (JobState.QUEUED, JobState.RETRY_WAIT, JobState.PAUSED, JobState.WAITING_CALLBACK)
+)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How an attempt ends: the job's new state and what the record keeps of it."""
+
+    state: JobState
+    outcome: str
+    error: dict[str, Any] | None = None
+    result: SwapResult | None = None
+    failure_reason: str | None = None
+    wait_reason: str = ""
+    counted: bool = True
+    """False when the call did not spend retry budget (rate limited, token unusable)."""
+    park_s: float | None = None
+    """Park the job (outside the broker) for this long; None when something else resends it."""
+
+    def fields(self) -> dict[str, str]:
+        fields = {"wait_reason": self.wait_reason}
+        if self.error is not None:
+            fields["last_error"] = json.dumps(self.error)
+        if self.result is not None:
+            fields["result"] = self.result.model_dump_json()
+        if self.failure_reason is not None:
+            fields["failure_reason"] = self.failure_reason
+        return fields
+
+
+class JobTransitions:
+    def __init__(self, client: redis.Redis, store: JobStore) -> None:
+        self._r = client
+        self.store = store
+        self.keys: Keys = store.keys
+        self._end = client.register_script(lua.END_ATTEMPT)
+        self._wait = client.register_script(lua.WAIT)
+        self._accept = client.register_script(lua.ACCEPT)
+        self._unpause = client.register_script(lua.UNPAUSE)
+        self._release_lease = client.register_script(lua.RELEASE_LEASE)
+
+    def acquire_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
+        """Only one worker may call the API for a job at a time; the lease outlives a dead one."""
+        return bool(self._r.set(self.keys.lease(job_id), holder, nx=True, px=ms(ttl_s)))
+
+    def lease_ttl_s(self, job_id: str) -> float:
+        return max(0.0, self._r.pttl(self.keys.lease(job_id)) / 1000.0)
+
+    def release_lease(self, job_id: str, holder: str) -> None:
+        self._release_lease(keys=[self.keys.lease(job_id)], args=[holder])
+
+    def start_attempt(self, job_id: str, attempt: Attempt) -> None:
+        """Count the call before it is made, so a crash mid-call still shows it happened."""
+        job, history = self.keys.job(job_id), self.keys.history(job_id)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(job, mapping={"state": JobState.RUNNING, "updated_at": attempt.started_at,
+                                "wait_reason": ""})  # fmt: skip
+        pipe.hincrby(job, "calls", 1)
+        pipe.rpush(history, attempt.model_dump_json())
+        pipe.pexpire(history, self.store.job_ttl_ms)
+        pipe.execute()
+
+    def end_attempt(self, job_id: str, attempt: Attempt, ending: Ending) -> bool:
+        """Close the job's running call as `attempt` and move the job, atomically."""
+        keys, args = self._end_call(
+            job_id, ANY_UNFINISHED, ending, attempt.ended_at or time.time(),
+            attempt.model_dump_json(),
+        )  # fmt: skip
+        return bool(self._end(keys=keys, args=args)[0])
+
+    def accept(
+        self, job_id: str, attempt: Attempt, api_task_id: str, wait_s: float, lease: str, token: str
+    ) -> bool:
+        """Record the API's task id; False when an early callback already settled the job."""
+        now = time.time()
+        accepted = attempt.model_copy(update={"outcome": "accepted"})
+        keys = [self.keys.job(job_id), self.keys.history(job_id), self.keys.awaiting_callback]
+        args = [api_task_id, wait_s, lease, token, accepted.model_dump_json(), now]
+        return bool(self._accept(keys=keys, args=args))
+
+    def settle_call(self, job_id: str, ending: Ending) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of `END_ATTEMPT` settling a callback-mode job, for a caller that runs the
+        script on its own (asyncio) client."""
+        return self._end_call(job_id, WAITING_OR_EARLY, ending, time.time(), "")
+
+    def settle(self, job_id: str, ending: Ending) -> list[Any]:
+        """End the call a callback (or the reconciler) answers; the reply is [1] when it moved
+        the job, else [0, state]: the first settlement wins, later ones change nothing."""
+        keys, args = self.settle_call(job_id, ending)
+        return list(self._end(keys=keys, args=args))
+
+    def cancel(self, job_id: str, now: float) -> bool:
+        """End a job of a cancelled batch that is waiting (never while a call is running)."""
+        ending = Ending(JobState.CANCELLED, "", failure_reason="batch cancelled")
+        keys, args = self._end_call(job_id, NOT_CALLING, ending, now, "")
+        return bool(self._end(keys=keys, args=args)[0])
+
+    def park(self, job_id: str, delay_s: float, reason: str, now: float) -> bool:
+        """Wait outside the broker until a time; the scheduler sends the job again then."""
+        return self._move(job_id, JobState.RETRY_WAIT, reason, now, max(0.0, delay_s))
+
+    def pause(self, job_id: str, reason: str, now: float) -> bool:
+        """Wait for the token's breaker to close; the job keeps its place in line."""
+        return self._move(job_id, JobState.PAUSED, reason, now, -1.0)
+
+    def requeue(self, job_id: str, now: float) -> bool:
+        """Back to `queued` as its message is sent again; False for a job that ended."""
+        return self._move(job_id, JobState.QUEUED, "", now, -1.0)
+
+    def unpause(self, job_id: str, now: float) -> float:
+        """The job runs again: bank the time it spent paused; returns the total paused time."""
+        return float(self._unpause(keys=[self.keys.job(job_id)], args=[now]))
+
+    def overdue_callbacks(self, limit: int) -> list[str]:
+        """Jobs whose callback is past its give-up time (on Redis time), oldest first."""
+        seconds, micros = self._r.time()
+        return list(
+            self._r.zrangebyscore(
+                self.keys.awaiting_callback, "-inf", seconds + micros / 1e6, start=0, num=limit
+            )
+        )
+
+    def stop_awaiting(self, job_id: str) -> None:
+        """Forget a job's callback deadline (the job settled or expired meanwhile)."""
+        self._r.zrem(self.keys.awaiting_callback, job_id)
+
+    def count_lost_callback(self) -> None:
+        self._r.hincrby(self.keys.stats, "callbacks:lost", 1)
+
+    def _move(self, job_id: str, state: JobState, reason: str, now: float, park_s: float) -> bool:
+        keys = [self.keys.job(job_id), self.keys.parked, self.keys.paused]
+        return bool(self._wait(keys=keys, args=[job_id, state, now, reason, park_s]))
+
+    def _end_call(
+        self, job_id: str, may_leave: str, ending: Ending, now: float, attempt_json: str
+    ) -> tuple[list[str], list[Any]]:
+        k = self.keys
+        keys = [k.job(job_id), k.history(job_id), k.awaiting_callback, k.stats, k.dead_letters,
+                k.parked, k.paused]  # fmt: skip
+        args: list[Any] = [
+            may_leave,
+            ending.state,
+            ending.outcome,
+            now,
+            json.dumps(ending.fields()),
+            attempt_json,
+            json.dumps(ending.error) if ending.error else "",
+            "1" if ending.counted else "0",
+            self.store.result_ttl_ms if ending.state.finished else 0,
+            ending.result.task_id if ending.result and ending.result.task_id else "",
+            k.inflight(""),
+            WAKE_LIST_MAX,
+            k.batch(""),
+            -1 if ending.park_s is None else max(0.0, ending.park_s),
+        ]
+        return keys, args

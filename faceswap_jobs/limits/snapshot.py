@@ -1,0 +1,79 @@
+"""One read of a token's limits for everyone outside `limits/`: the CLI, metrics, the scheduler.
+
+Readers get typed values read on Redis time, never the hash fields, so the limiter's storage can
+change without breaking them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits.rate import RateConfig
+
+
+@dataclass(frozen=True)
+class BreakerSnapshot:
+    state: str
+    """`closed`, `open` or `half_open`."""
+    code: str = ""
+    reason: str = ""
+    manual: bool = False
+    """An operator paused the token: no probe, only `resume` closes it."""
+    probe_in_s: float = 0.0
+    """Seconds until the cool-down lets a probe call through (0 when it may go now)."""
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "closed"
+
+
+@dataclass(frozen=True)
+class LimitsSnapshot:
+    token_id: str
+    rate_per_s: float
+    """The effective rate: the ceiling, or less after the provider's 429s."""
+    ceiling_per_s: float
+    burst: int
+    paused_for_s: float
+    """How long every worker still waits after a 429 (0 when not paused)."""
+    in_flight: int
+    max_in_flight: int
+    breaker: BreakerSnapshot
+
+
+def read_snapshot(
+    client: redis.Redis, keys: Keys, token_id: str, rate: RateConfig, max_in_flight: int
+) -> LimitsSnapshot:
+    seconds, micros = client.time()
+    now = seconds + micros / 1e6
+    pipe = client.pipeline(transaction=False)
+    pipe.hmget(keys.rate(token_id), "rate", "paused_until")
+    pipe.hgetall(keys.breaker(token_id))
+    pipe.zcount(keys.inflight(token_id), now, "+inf")
+    (effective, paused_until), breaker, in_flight = pipe.execute()
+    return LimitsSnapshot(
+        token_id=token_id,
+        rate_per_s=min(float(effective), rate.ceiling_per_s) if effective else rate.ceiling_per_s,
+        ceiling_per_s=rate.ceiling_per_s,
+        burst=rate.burst,
+        paused_for_s=max(0.0, float(paused_until or 0) - now),
+        in_flight=int(in_flight),
+        max_in_flight=max_in_flight,
+        breaker=_breaker(breaker, now),
+    )
+
+
+def _breaker(raw: dict[str, str], now: float) -> BreakerSnapshot:
+    if not raw:
+        return BreakerSnapshot("closed")
+    probe_at = max(float(raw.get("probe_at") or now), float(raw.get("probe_until") or 0))
+    return BreakerSnapshot(
+        state=raw.get("state", "open"),
+        code=raw.get("code", ""),
+        reason=raw.get("reason", ""),
+        manual=raw.get("manual") == "1",
+        probe_in_s=max(0.0, probe_at - now),
+    )

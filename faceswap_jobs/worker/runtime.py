@@ -1,0 +1,78 @@
+"""The long-lived objects a worker process needs (Redis client, job store, API client), built once.
+
+Built lazily and per process id: a prefork child must not reuse sockets opened by its parent.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+
+from faceswap_jobs.batches.store import BatchStore
+from faceswap_jobs.callbacks.settlement import Settlement, build_settlement
+from faceswap_jobs.celery_app import settings_of
+from faceswap_jobs.client import FaceSwapClient
+from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import redis_client
+from faceswap_jobs.jobs.parking import ParkingLot
+from faceswap_jobs.jobs.store import JobStore, job_store
+from faceswap_jobs.jobs.transitions import JobTransitions
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import Limits
+from faceswap_jobs.policy import RetryConfig
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: redis.Redis
+    store: JobStore
+    jobs: JobTransitions
+    client: FaceSwapClient
+    retry: RetryConfig
+    limits: Limits
+    parking: ParkingLot
+    settlement: Settlement
+    batches: BatchStore
+    rng: random.Random = field(default_factory=random.Random)
+
+    @classmethod
+    def build(cls, settings: Settings, app: Celery) -> Runtime:
+        client = redis_client(settings)
+        store = job_store(settings, client)
+        return cls(
+            settings=settings,
+            redis=client,
+            store=store,
+            jobs=JobTransitions(client, store),
+            client=FaceSwapClient(
+                settings.swap_url,
+                settings.api_token.get_secret_value(),
+                connect_timeout_s=settings.connect_timeout_s,
+                read_timeout_s=settings.read_timeout_s,
+                pool_size=settings.concurrency,
+            ),
+            retry=RetryConfig.from_settings(settings),
+            limits=Limits.from_settings(settings, client),
+            parking=ParkingLot(client, Keys(settings.key_prefix)),
+            settlement=build_settlement(settings, client, app),
+            batches=BatchStore(client, Keys(settings.key_prefix)),
+        )
+
+
+_lock = threading.Lock()
+_runtimes: dict[tuple[int, int], Runtime] = {}
+
+
+def runtime_for(app: Celery) -> Runtime:
+    """The runtime of this process for this app, created on first use."""
+    key = (os.getpid(), id(app))
+    with _lock:
+        if key not in _runtimes:
+            _runtimes[key] = Runtime.build(settings_of(app), app)
+        return _runtimes[key]
