@@ -1,6 +1,6 @@
 """The bench's services: the emulator (as the provider) and groups of Celery worker processes.
 
-Built on `faceswap_jobs.sandbox`, so every process binds 127.0.0.1, logs to a file and is
+Built on `faceswap_jobs.ops.sandbox`, so every process binds 127.0.0.1, logs to a file and is
 stopped by whoever started it, also on Ctrl-C.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from celery import Celery
 
-from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
+from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 
 WORKER_READY_S = 60.0
 WORKER_STOP_GRACE_S = 15.0

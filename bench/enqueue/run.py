@@ -38,16 +38,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench import enqueue_support as support
-from bench.cli import bench_parser
-from bench.report import goal_line
+from bench.common.cli import bench_parser
+from bench.common.report import goal_line
+from bench.enqueue import support
 from faceswap_jobs.batches.enqueue import Enqueuer, bulk_job_uuid
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.celery_app import SWAP_TASK, create_app
 from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import redis_client
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.runtime import redis_client
-from faceswap_jobs.sandbox import private_redis
+from faceswap_jobs.ops.sandbox import private_redis
 
 GOAL_RATE = 20_000.0
 GOAL_SPEEDUP = 12.0

@@ -23,7 +23,7 @@ import redis
 from faceswap_jobs.batches.enqueue import Item, bulk_job_uuid
 from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.sandbox import ManagedProcess, python_module
+from faceswap_jobs.ops.sandbox import ManagedProcess, python_module
 
 SAMPLE_MESSAGES = 100
 RSS_EVERY_S = 0.1

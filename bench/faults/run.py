@@ -22,12 +22,12 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
-from bench.cli import bench_parser
-from bench.stack import emulator, workers
+from bench.common.cli import bench_parser
+from bench.common.stack import emulator, workers
 from faceswap_jobs.config import Settings
 from faceswap_jobs.models import JobState
-from faceswap_jobs.producer import Producer
-from faceswap_jobs.sandbox import private_redis, python_module
+from faceswap_jobs.ops.sandbox import private_redis, python_module
+from faceswap_jobs.producer.submit import Producer
 
 FAULTS = {"fault_500": 0.2, "fault_429": 0.1, "latency_min_s": 0.05, "latency_max_s": 0.1}
 WORKER_ENV = {

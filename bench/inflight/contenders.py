@@ -25,7 +25,7 @@ SYNC_POOL_IN_FLIGHT = 1600
 UNBOUNDED_IN_FLIGHT = 20_000
 """FACESWAP_MAX_IN_FLIGHT where the cap must not be the bottleneck."""
 CAPACITY_RATE_PER_S = 1000.0
-PACKAGE = Path(__file__).resolve().parents[1] / "faceswap_jobs"
+PACKAGE = Path(__file__).resolve().parents[2] / "faceswap_jobs"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """When each job finished, and how many calls our limits count in flight, read from Redis.
 
-Like `bench.trackers.JobRecordTracker`, but it keeps every finish time (completions per second
-are computed from them) and it follows a list of job ids that is still growing while a
+Like `bench.common.trackers.JobRecordTracker`, but it keeps every finish time (completions per
+second are computed from them) and it follows a list of job ids that is still growing while a
 submitting thread appends to it.
 """
 
@@ -12,7 +12,7 @@ from collections import Counter
 
 import redis
 
-from bench.trackers import ended_jobs
+from bench.common.trackers import ended_jobs
 from faceswap_jobs.keys import Keys
 
 

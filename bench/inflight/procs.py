@@ -1,9 +1,9 @@
 """The in-flight bench's services: a slow emulator, the callback receiver, and reading their logs.
 
-`bench.stack.emulator` answers in a few ms (the rate-limit bench wants that); here every swap
-takes the issue's latency, so a call holds its connection (sync) or its vendor task (callback)
-for that long. Every process binds 127.0.0.1, logs to a file and is stopped on the way out,
-also on Ctrl-C.
+`bench.common.stack.emulator` answers in a few ms (the rate-limit bench wants that); here every
+swap takes the issue's latency, so a call holds its connection (sync) or its vendor task
+(callback) for that long. Every process binds 127.0.0.1, logs to a file and is stopped on the
+way out, also on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 
 import requests
 
-from bench.stack import Emulator
-from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
+from bench.common.stack import Emulator
+from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 
 READY_S = 30.0
 RECEIVER_STOP_GRACE_S = 10.0

@@ -6,17 +6,17 @@ import threading
 import time
 from typing import Any
 
-from bench.finishes import job_states
-from bench.inflight_report import receiver_figures
-from bench.inflight_setup import PACKAGE, Bench, fresh_prefix, our_env
-from bench.procs import code_fingerprint, log_problems, log_size, receiver
-from bench.receiver_load import callbacks_for, offer, seed_waiting_jobs
-from bench.usage import Usage
+from bench.inflight.contenders import PACKAGE, Bench, fresh_prefix, our_env
+from bench.inflight.finishes import job_states
+from bench.inflight.procs import code_fingerprint, log_problems, log_size, receiver
+from bench.inflight.receiver_load import callbacks_for, offer, seed_waiting_jobs
+from bench.inflight.report import receiver_figures
+from bench.inflight.usage import Usage
 from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import token_id
-from faceswap_jobs.runtime import Runtime
+from faceswap_jobs.worker.runtime import Runtime
 
 SAMPLE_S = 1.0
 

@@ -18,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from faceswap_jobs.callbacks.signing import callback_url
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
-from faceswap_jobs.runtime import Runtime
-from faceswap_jobs.signing import callback_url
+from faceswap_jobs.worker.runtime import Runtime
 
 CLIENT_CONNECTIONS = 64
 """Callbacks in flight at once from the load generator (its keep-alive connections)."""
@@ -68,12 +68,12 @@ def seed_waiting_jobs(rt: Runtime, count: int, token_id: str, wait_s: float) -> 
         )
         rt.store.create(record)
         attempt = Attempt(number=1, started_at=now, worker="bench")
-        rt.store.begin_attempt(record.id, attempt)
+        rt.jobs.start_attempt(record.id, attempt)
         lease, _ = rt.limits.inflight.try_acquire()
         if lease is None:
             raise RuntimeError("in-flight cap too small for the seeded jobs")
         rt.limits.inflight.hold(lease, wait_s)
-        rt.settlement.accept(record.id, attempt, f"task-{record.id}", wait_s, lease, token_id)
+        rt.jobs.accept(record.id, attempt, f"task-{record.id}", wait_s, lease, token_id)
         return record.id
 
     with ThreadPoolExecutor(SEED_THREADS) as pool:

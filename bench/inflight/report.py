@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
 
-from bench.flight import percentile
-from bench.receiver_load import Answer
-from bench.report import goal_line
+from bench.common.report import goal_line
+from bench.inflight.flight import percentile
+from bench.inflight.receiver_load import Answer
 
 MIN_FRACTION_OF_LIMIT = 0.95
 SYNC_MIN_IN_FLIGHT = 1500

@@ -39,12 +39,11 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import analysis, flight
-from bench.cli import bench_parser
-from bench.finishes import FinishTracker, in_flight_slots, job_states
-from bench.inflight_receiver import run_receiver
-from bench.inflight_report import evaluate_goals, plot, print_report
-from bench.inflight_setup import (
+from bench.common import analysis
+from bench.common.cli import bench_parser
+from bench.common.stack import workers
+from bench.inflight import flight
+from bench.inflight.contenders import (
     PACKAGE,
     RATE_PER_S,
     Bench,
@@ -53,7 +52,8 @@ from bench.inflight_setup import (
     fresh_prefix,
     our_env,
 )
-from bench.procs import (
+from bench.inflight.finishes import FinishTracker, in_flight_slots, job_states
+from bench.inflight.procs import (
     SlowEmulator,
     code_fingerprint,
     count_in_log,
@@ -62,13 +62,14 @@ from bench.procs import (
     receiver,
     slow_emulator,
 )
-from bench.stack import workers
-from bench.usage import Usage, machine_busy_s, own_cpu_s, pid_cpu_s
+from bench.inflight.receiver import run_receiver
+from bench.inflight.report import evaluate_goals, plot, print_report
+from bench.inflight.usage import Usage, machine_busy_s, own_cpu_s, pid_cpu_s
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import token_id
-from faceswap_jobs.producer import Producer
-from faceswap_jobs.sandbox import ManagedProcess, private_redis, python_module
+from faceswap_jobs.ops.sandbox import ManagedProcess, private_redis, python_module
+from faceswap_jobs.producer.submit import Producer
 
 SAMPLE_S = 1.0
 SOURCE, TARGET = "astronaut.png", "chelsea.png"

@@ -39,17 +39,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bench.cli import bench_parser
-from bench.enqueue_support import items
-from bench.report import goal_line
-from bench.stack import workers
+from bench.common.cli import bench_parser
+from bench.common.report import goal_line
+from bench.common.stack import workers
+from bench.enqueue.support import items
 from faceswap_jobs.batches.enqueue import Enqueuer
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.models import JobRecord
-from faceswap_jobs.producer import Producer
-from faceswap_jobs.sandbox import (
+from faceswap_jobs.ops.sandbox import (
     ManagedProcess,
     free_port,
     http_ok,
@@ -57,6 +56,7 @@ from faceswap_jobs.sandbox import (
     python_module,
     wait_until,
 )
+from faceswap_jobs.producer.submit import Producer
 
 LATENCY_S = 0.5
 SPACING_S = 0.2

@@ -2,7 +2,8 @@
 `rate_limit`, so the bench compares our limiter with what people actually deploy.
 
 Configured from the environment the bench sets (`BENCH_REDIS_URL`, `BENCH_API_BASE_URL`,
-`BENCH_API_TOKEN`, `BENCH_RATE_LIMIT`); `celery -A bench.celery_baseline worker` imports it.
+`BENCH_API_TOKEN`, `BENCH_RATE_LIMIT`); `celery -A bench.limiter.celery_baseline worker` imports
+it.
 
 One deliberate difference from the literal recipe: `max_retries=None` sits on the task, not only
 in `self.retry(...)`. In `Task.retry`, `max_retries=None` means "the task's default" (3), so the

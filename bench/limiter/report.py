@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bench.common.report import goal_line
+
 MIN_ACHIEVED_OVER_R = 0.95
 MAX_429_SHARE = 0.005
 MAX_CONVERGENCE_S = 30
@@ -42,12 +44,6 @@ def evaluate_goals(
 
 def _goal(contender: str, goal: str, value: Any, met: bool) -> dict[str, Any]:
     return {"contender": contender, "goal": goal, "value": value, "met": met}
-
-
-def goal_line(goal: str, measured: str, met: bool) -> str:
-    """One goal as every bench prints it, so a reader greps all of them the same way."""
-    mark = "[green]met[/green]" if met else "[red]NOT met[/red]"
-    return f"{goal}: {measured} {mark}"
 
 
 def print_report(console: Console, results: list[dict[str, Any]], goals: list[dict[str, Any]]):

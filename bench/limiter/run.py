@@ -31,19 +31,19 @@ from celery import Celery
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import analysis
-from bench.cli import bench_parser
-from bench.plot import plot
-from bench.report import evaluate_goals, print_report
-from bench.stack import Emulator, emulator, workers
-from bench.trackers import CeleryResultTracker, JobRecordTracker, Tally
+from bench.common import analysis
+from bench.common.cli import bench_parser
+from bench.common.stack import Emulator, emulator, workers
+from bench.common.trackers import CeleryResultTracker, JobRecordTracker, Tally
+from bench.limiter.plot import plot
+from bench.limiter.report import evaluate_goals, print_report
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import token_id
-from faceswap_jobs.producer import Producer
-from faceswap_jobs.sandbox import private_redis, python_module
+from faceswap_jobs.ops.sandbox import private_redis, python_module
+from faceswap_jobs.producer.submit import Producer
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 R_PER_S = 20.0
 OUR_BURST = 1
 INSTANCES = 2
@@ -214,7 +214,7 @@ def celery_worker_argv(node: str) -> list[str]:
     """The worker command line from the brief: threads pool, 2 threads, no mingle or gossip."""
     options = "--pool threads --without-mingle --without-gossip --loglevel=INFO"
     return python_module(
-        "celery", "-A", "bench.celery_baseline", "worker", *options.split(),
+        "celery", "-A", "bench.limiter.celery_baseline", "worker", *options.split(),
         "--concurrency", str(CONCURRENCY), "-n", f"{node}@%h",
     )  # fmt: skip
 
