@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 import redis
 
-from faceswap_jobs.batches.handle import Batch, submit_many
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.models import JobState
-from faceswap_jobs.producer import Producer
-from faceswap_jobs.sandbox import python_module, wait_until
-from tests.conftest import Emulator, Stack, unique_tag
+from faceswap_jobs.ops.sandbox import python_module, wait_until
+from faceswap_jobs.producer.batch import Batch, submit_many
+from faceswap_jobs.producer.submit import Producer
+from tests.support.emulator import Emulator
+from tests.support.jobs import unique_tag
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -14,10 +14,12 @@ import redis
 import requests
 from celery.result import AsyncResult
 
+from faceswap_jobs.callbacks.signing import callback_url, sign
 from faceswap_jobs.models import JobState
-from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
-from faceswap_jobs.signing import callback_url, sign
-from tests.conftest import Emulator, Stack, running_job, unique_tag
+from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
+from tests.support.emulator import Emulator
+from tests.support.jobs import running_job, unique_tag
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 SECRET = "webhook-secret-5a1f9c3e7d"
@@ -154,7 +156,7 @@ def test_callback_for_an_unknown_job_is_answered_without_side_effects(
 def test_callback_before_the_submission_is_recorded_is_not_lost(
     worker: Stack, receiver: Receiver
 ) -> None:
-    from faceswap_jobs.runtime import Runtime
+    from faceswap_jobs.worker.runtime import Runtime
 
     rt = Runtime.build(worker.producer.settings, worker.producer.app)
     record, attempt = running_job(rt.store)
@@ -165,7 +167,7 @@ def test_callback_before_the_submission_is_recorded_is_not_lost(
               "image_width": 8, "image_height": 8, "image_size": 64},
         timeout=5,
     )  # fmt: skip
-    recorded = rt.settlement.accept(record.id, attempt, "vendor-1", 30.0, "lease", "token")
+    recorded = rt.jobs.accept(record.id, attempt, "vendor-1", 30.0, "lease", "token")
 
     assert early.json() == {"ok": True, "outcome": "succeeded"}
     assert recorded is False

@@ -8,9 +8,9 @@ from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import AmbiguousCallError
 from faceswap_jobs.models import JobState
-from faceswap_jobs.runtime import Runtime
-from faceswap_jobs.tasks import _close_interrupted_call
-from tests.conftest import running_job
+from faceswap_jobs.worker.runtime import Runtime
+from faceswap_jobs.worker.task import _close_interrupted_call
+from tests.support.jobs import running_job
 
 
 @pytest.mark.parametrize(("max_attempts", "ends"), [(1, JobState.FAILED), (3, JobState.RETRY_WAIT)])

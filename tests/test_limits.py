@@ -18,8 +18,10 @@ from faceswap_jobs.limits import CircuitBreaker, token_id
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
 from faceswap_jobs.models import JobState
-from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
-from tests.conftest import API_TOKEN, Emulator, Stack, unique_tag
+from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
+from tests.support.emulator import API_TOKEN, Emulator
+from tests.support.jobs import unique_tag
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,8 @@ import pytest
 
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import InvalidSwapRequest
-from faceswap_jobs.models import MAX_URL_LENGTH, SwapRequest, check_metadata
+from faceswap_jobs.models import MAX_URL_LENGTH, SwapRequest
+from faceswap_jobs.validation import check_metadata
 
 GOOD = "https://cdn.example.com/a.png"
 

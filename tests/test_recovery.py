@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from faceswap_jobs.models import JobState
-from faceswap_jobs.sandbox import wait_until
-from tests.conftest import Emulator, Stack, unique_tag
+from faceswap_jobs.ops.sandbox import wait_until
+from tests.support.emulator import Emulator
+from tests.support.jobs import unique_tag
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

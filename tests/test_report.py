@@ -24,7 +24,7 @@ import requests
 from PIL import Image
 
 from faceswap_jobs.batches.report import SheetRow, write_contact_sheet
-from faceswap_jobs.thumbnails import (
+from faceswap_jobs.batches.thumbnails import (
     ThumbnailError,
     fetch_thumbnail,
     thumbnail_from_file,

@@ -10,8 +10,10 @@ import redis
 import requests
 
 from faceswap_jobs.errors import FaceSwapError
-from faceswap_jobs.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
-from tests.conftest import API_TOKEN, Emulator, Stack, unique_tag
+from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
+from tests.support.emulator import API_TOKEN, Emulator
+from tests.support.jobs import unique_tag
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 FLOWER_PASSWORD = "flower-pw-8d2e61b7c3"

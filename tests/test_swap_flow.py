@@ -13,7 +13,9 @@ from PIL import Image
 
 from faceswap_jobs.errors import BadRequestError, InvalidSwapRequest, PermissionDeniedError
 from faceswap_jobs.models import JobState
-from tests.conftest import Emulator, Stack, unique_tag
+from tests.support.emulator import Emulator
+from tests.support.jobs import unique_tag
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from celery import Celery
 from celery.app import trace
 from celery.exceptions import Ignore
 
-from faceswap_jobs.worker_tuning import SemiPredicateInfo, tune_worker
+from faceswap_jobs.worker.tuning import SemiPredicateInfo, tune_worker
 
 
 def _deep(exc: BaseException, depth: int) -> None:

@@ -1,9 +1,7 @@
-"""The backfill reader: validation, rejects with their lines, identity keys and exact resume."""
+"""The backfill reader on CSV: validation, rejects with their lines, encodings and limits."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tracemalloc
 from pathlib import Path
 
@@ -15,39 +13,12 @@ from faceswap_jobs.batches.rows import (
     InputFileError,
     Reject,
     Row,
-    detect_format,
     read_rows,
 )
 from faceswap_jobs.models import SwapRequest
+from tests.support.rows import SRC, TGT, req_key, rows, summary, write
 
-SRC = "https://img.example.com/src.jpg"
-TGT = "https://img.example.com/tgt.jpg"
 HEADER = "id,source_image_url,target_image_url,timeout,customer,note\n"
-
-
-def write(tmp_path: Path, name: str, data: str | bytes) -> Path:
-    path = tmp_path / name
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    return path
-
-
-def rows(path: Path, **kwargs: object) -> list[Row | Reject]:
-    return list(read_rows(path, **kwargs))  # type: ignore[arg-type]
-
-
-def summary(items: list[Row | Reject]) -> list[tuple[int, str]]:
-    return [(i.line, i.key if isinstance(i, Row) else "REJECT " + i.reason) for i in items]
-
-
-def only_reject(items: list[Row | Reject]) -> Reject:
-    assert len(items) == 1, items
-    assert isinstance(items[0], Reject), items[0]
-    return items[0]
-
-
-def req_key(body: dict[str, object]) -> str:
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return "req:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
 # --- CSV -----------------------------------------------------------------------------------------
@@ -265,178 +236,3 @@ def test_header_invalid_utf8_and_missing_file(tmp_path: Path) -> None:
         read_rows(write(tmp_path, "in.csv", b"source_image_url,target\xff\n"))
     with pytest.raises(InputFileError, match="cannot read"):
         read_rows(tmp_path / "missing.csv")
-
-
-# --- JSONL ---------------------------------------------------------------------------------------
-
-
-def test_jsonl_good_and_bad_lines(tmp_path: Path) -> None:
-    lines = [
-        {"id": 42, "source_image_url": SRC, "target_image_url": TGT, "timeout": "45"},
-        "not json at all",
-        [SRC, TGT],
-        {"source_image_url": SRC, "target_image_url": TGT, "metadata": {"a": 1}, "b": "x"},
-        {"source_image_url": SRC, "target_image_url": TGT, "metadata": {"a": 1}, "a": 2},
-        {"source_image_url": SRC, "target_image_url": TGT, "metadata": ["a"]},
-        {"source_image_url": SRC},
-        {"id": True, "source_image_url": SRC, "target_image_url": TGT},
-        {"source_image_url": SRC, "target_image_url": TGT, "timeout": None, "id": "  "},
-    ]
-    text = "".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines)
-    items = rows(write(tmp_path, "in.jsonl", "\n" + text))  # a blank first line is skipped
-
-    plain_key = req_key({"source_image_url": SRC, "target_image_url": TGT})
-    assert summary(items) == [
-        (2, "id:42"),
-        (3, "REJECT not valid JSON: Expecting value (column 1)"),
-        (4, "REJECT not a JSON object (got an array)"),
-        (5, plain_key),
-        (6, "REJECT key 'a' is given both at the top level and in metadata"),
-        (7, "REJECT metadata must be a JSON object"),
-        (8, "REJECT target_image_url: Field required"),
-        (9, "REJECT id must be a string or an integer"),
-        (10, plain_key),
-    ]
-    first, merged = items[0], items[3]
-    assert isinstance(first, Row) and first.request.timeout == 45.0 and first.metadata == {}
-    assert isinstance(merged, Row) and merged.metadata == {"a": 1, "b": "x"}
-    assert items[2].raw == json.dumps([SRC, TGT])  # type: ignore[union-attr]
-
-
-def test_jsonl_crlf_bom_and_overlong_line(tmp_path: Path) -> None:
-    good = json.dumps({"source_image_url": SRC, "target_image_url": TGT})
-    long = json.dumps({"source_image_url": SRC, "target_image_url": TGT, "pad": "p" * 70000})
-    data = ("\ufeff" + good + "\r\n" + long + "\r\n" + good).encode()
-    items = rows(write(tmp_path, "in.ndjson", data))
-
-    assert summary(items)[1] == (2, f"REJECT record longer than {MAX_LINE_BYTES} bytes")
-    assert [i.line for i in items] == [1, 2, 3]
-    assert isinstance(items[0], Row) and isinstance(items[2], Row)
-    assert items[0].end_offset == 3 + len(good) + 2
-    assert items[2].end_offset == len(data)
-
-
-# --- identity ------------------------------------------------------------------------------------
-
-
-def test_identity_ignores_metadata_and_format_but_follows_the_id(tmp_path: Path) -> None:
-    csv_path = write(
-        tmp_path,
-        "in.csv",
-        f"id,source_image_url,target_image_url,timeout,who\n"
-        f",{SRC},{TGT},30,ann\n,{SRC},{TGT},30.0,\nabc,{SRC},{TGT},30,\n,{SRC},{TGT},31,\n",
-    )
-    jsonl_path = write(
-        tmp_path,
-        "in.jsonl",
-        json.dumps({"source_image_url": SRC, "target_image_url": TGT, "timeout": 30}) + "\n",
-    )
-    with_meta, without_meta, with_id, other = rows(csv_path)
-    (from_jsonl,) = rows(jsonl_path)
-
-    expected = req_key({"source_image_url": SRC, "target_image_url": TGT, "timeout": 30.0})
-    assert isinstance(with_meta, Row) and with_meta.metadata == {"who": "ann"}
-    assert with_meta.key == without_meta.key == from_jsonl.key == expected  # type: ignore[union-attr]
-    assert with_id.key == "id:abc"  # type: ignore[union-attr]
-    assert other.key.startswith("req:") and other.key != expected  # type: ignore[union-attr]
-
-
-# --- resume --------------------------------------------------------------------------------------
-
-
-def assert_resume_equivalent(path: Path) -> None:
-    full = rows(path, max_timeout_s=100)
-    assert len(full) >= 5
-    for i, item in enumerate(full):
-        after = rows(
-            path, start_offset=item.end_offset, start_line=item.next_line, max_timeout_s=100
-        )
-        assert after == full[i + 1 :], f"resuming after item {i} (line {item.line})"
-        counted = rows(path, start_offset=item.end_offset, max_timeout_s=100)
-        assert counted == full[i + 1 :], f"resuming after item {i} without start_line"
-
-
-def test_resume_from_every_item_csv(tmp_path: Path) -> None:
-    data = (
-        "\ufeffid,source_image_url,target_image_url,timeout,note\n"
-        f'a,{SRC},{TGT},,"multi\nline, ""quoted"""\n'
-        "\n"
-        f"b,bad-url,{TGT},,\r\n"
-        f'c,{SRC},{TGT},150,"x\r\ny\r\nz"\r\n'
-        f'd,{SRC},{TGT},,"{"w" * (MAX_LINE_BYTES + 10)}"\n'
-        f"e,{SRC},{TGT},,\n"
-        f"f,{SRC},{TGT}\n"
-        f'g,{SRC},{TGT},20,"last\nrecord"'
-    ).encode()
-    path = write(tmp_path, "in.csv", data)
-
-    assert [i.line for i in rows(path)] == [2, 5, 6, 9, 10, 11, 12]
-    assert_resume_equivalent(path)
-
-
-def test_resume_from_every_item_jsonl(tmp_path: Path) -> None:
-    good = {"source_image_url": SRC, "target_image_url": TGT}
-    data = (
-        json.dumps({**good, "id": 1})
-        + "\n\n"
-        + "{broken\r\n"
-        + json.dumps({**good, "pad": "p" * (MAX_LINE_BYTES + 1)})
-        + "\n"
-        + json.dumps({**good, "id": "two", "metadata": {"k": "v"}})
-        + "\r\n"
-        + "[1]\n"
-        + json.dumps(good)
-        + "\n"
-    )
-    path = write(tmp_path, "in.jsonl", data)
-
-    assert [i.line for i in rows(path)] == [1, 3, 4, 5, 6, 7]
-    assert_resume_equivalent(path)
-
-
-def test_resume_offsets_are_checked(tmp_path: Path) -> None:
-    data = f"source_image_url,target_image_url\n{SRC},{TGT}\n{SRC},{TGT}\n"
-    path = write(tmp_path, "in.csv", data)
-    header_end = data.index("\n") + 1
-
-    with pytest.raises(ValueError, match="not at the start of a line"):
-        read_rows(path, start_offset=header_end + 3)
-    with pytest.raises(ValueError, match="inside the CSV header"):
-        read_rows(path, start_offset=5)
-    with pytest.raises(ValueError, match="outside the file"):
-        read_rows(path, start_offset=len(data) + 1)
-    assert rows(path, start_offset=len(data)) == []
-    assert [i.line for i in rows(path, start_offset=header_end)] == [2, 3]
-
-
-# --- format detection ----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "expected"),
-    [
-        ("a.csv", "{not really}", "csv"),
-        ("a.CSV", "", "csv"),
-        ("a.jsonl", "x,y", "jsonl"),
-        ("a.ndjson", "", "jsonl"),
-        ("a.txt", '\ufeff\n  {"a": 1}', "jsonl"),
-        ("noext", "source_image_url,target_image_url\n", "csv"),
-    ],
-)
-def test_detect_format(tmp_path: Path, name: str, content: str, expected: str) -> None:
-    assert detect_format(write(tmp_path, name, content)) == expected
-
-
-@pytest.mark.parametrize(
-    ("name", "content", "message"),
-    [
-        ("a.tsv", "source_image_url\ttarget_image_url\n", "tab-separated"),
-        ("a.txt", "  \n", "empty file"),
-        ("a.txt", '[{"a": 1}]', "one JSON object per line"),
-    ],
-)
-def test_detect_format_refuses_what_it_cannot_read(
-    tmp_path: Path, name: str, content: str, message: str
-) -> None:
-    with pytest.raises(InputFileError, match=message):
-        detect_format(write(tmp_path, name, content))

@@ -1,0 +1,73 @@
+"""The emulator's command line: options reach the running server, and a bad option is
+refused in one line. Each test starts (or fails to start) an emulator of its own."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.emulator_blackbox import REPO_ROOT, assert_envelope
+from tests.support.emulator_blackbox import emulator_env as _env
+from tests.support.emulator_blackbox import start_emulator as _start_emulator
+from tests.support.emulator_blackbox import stop_emulator as _stop
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_cli_public_url_storage_dir_and_rate_limit(tmp_path: Path) -> None:
+    storage_dir = tmp_path / "results"
+    emulator = _start_emulator(
+        tmp_path / "emulator.log",
+        "--public-url",
+        "http://cdn.example/face/",
+        "--storage-dir",
+        str(storage_dir),
+        "--rate-per-s",
+        "0.4",
+    )
+    try:
+        first = emulator.swap(emulator.default_body())
+        second = emulator.swap(emulator.default_body())
+        config = requests.get(emulator.url("/_emulator/config"), timeout=5).json()
+    finally:
+        log = _stop(emulator)
+
+    assert first.status_code == 200, first.text
+    task_id = first.json()["task_id"]
+    assert first.json()["image_url"] == f"http://cdn.example/face/files/{task_id}.png"
+    assert (storage_dir / f"{task_id}.png").stat().st_size == first.json()["image_size"]
+    assert_envelope(second, 429, "too_many_requests")
+    assert second.headers["Retry-After"] in ("2", "3")  # ceil((1 - refill) / 0.4)
+    assert (config["rate_per_s"], config["effective_burst"]) == (0.4, 1.0)
+    assert config["storage_dir"] == str(storage_dir)
+    assert "Traceback" not in log
+
+
+@pytest.mark.parametrize(
+    ("args", "mentions"),
+    [
+        (["--fault-500", "2"], "fault_500"),
+        (["--latency-min-s", "5", "--latency-max-s", "1"], "latency_min_s"),
+        (["--port", "http"], "--port"),
+        (["--callback-loss", "nan"], "callback_loss"),
+    ],
+)
+def test_bad_options_exit_with_a_one_line_error(args: list[str], mentions: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "faceswap_jobs.emulator", *args],
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and mentions in errors[0]
+    assert "Traceback" not in result.stderr
