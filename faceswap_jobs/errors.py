@@ -77,6 +77,10 @@ class InvalidSwapRequest(FaceSwapError, ValueError):
     """The request was refused before anything was enqueued."""
 
 
+class DeadlineExceededError(FaceSwapError):
+    """The job's deadline passed before its next call could start: it fails without a call."""
+
+
 class APIError(FaceSwapError):
     """Anything that went wrong talking to the Face Swap API."""
 
@@ -147,6 +151,7 @@ ERROR_TYPES: dict[str, type[FaceSwapError]] = {
     for cls in (
         FaceSwapError,
         InvalidSwapRequest,
+        DeadlineExceededError,
         APIError,
         APIConnectionError,
         AmbiguousCallError,

@@ -141,6 +141,13 @@ def decide(
     )
 
 
+def deadline_passed(record: JobRecord, *, now: float, config: RetryConfig) -> bool:
+    """No call may start after this: the job's deadline counts from submission (or its last
+    `retry-failed`), moved on by time paused, the pause it may still be in included."""
+    pausing_s = max(0.0, now - record.paused_at) if record.paused_at is not None else 0.0
+    return now >= record.deadline_start + pausing_s + config.deadline_s
+
+
 @dataclass(frozen=True)
 class NextStep:
     decision: Decision

@@ -122,6 +122,14 @@ class JobTransitions:
         keys, args = self._end_call(job_id, NOT_CALLING, ending, now, "")
         return bool(self._end(keys=keys, args=args)[0])
 
+    def fail_without_call(
+        self, job_id: str, error: dict[str, Any], reason: str, now: float
+    ) -> bool:
+        """End a job waiting between calls as `failed` (its deadline passed): no call, no slot."""
+        ending = Ending(JobState.FAILED, "", error=error, failure_reason=reason)
+        keys, args = self._end_call(job_id, NOT_CALLING, ending, now, "")
+        return bool(self._end(keys=keys, args=args)[0])
+
     def park(self, job_id: str, delay_s: float, reason: str, now: float) -> bool:
         """Wait outside the broker until a time; the scheduler sends the job again then."""
         return self._move(job_id, JobState.RETRY_WAIT, reason, now, max(0.0, delay_s))

@@ -16,6 +16,7 @@ import redis
 from celery import Celery, bootsteps
 
 from faceswap_jobs.celery_app import SWAP_TASK
+from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.runtime import Runtime, runtime_for
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class Scheduler:
         now = time.time()
         for job_id, claim in self.rt.parking.claim_due(BATCH, CLAIM_S):
             record = self.rt.store.get(job_id)
-            if record is not None and self.rt.jobs.requeue(job_id, now):
+            due = record is not None and not expire_if_late(self.rt, record)
+            if due and record is not None and self.rt.jobs.requeue(job_id, now):
                 self.app.send_task(
                     SWAP_TASK,
                     args=[job_id, record.request.body()],

@@ -26,6 +26,7 @@ from faceswap_jobs.limits import Admission
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
 from faceswap_jobs.policy import Action, next_step
 from faceswap_jobs.validation import check_metadata
+from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.runtime import Runtime, runtime_for
 
 log = logging.getLogger(__name__)
@@ -142,10 +143,17 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         paused_s = rt.jobs.unpause(job_id, time.time())
         record = record.model_copy(update={"paused_at": None, "paused_s": paused_s})
     record = _close_interrupted_call(rt, record)
+    if late := expire_if_late(rt, record):
+        raise late
 
     admission = rt.limits.admit(holder, bulk=record.queue == rt.settings.bulk_queue)
     if not admission.admitted:
         _wait_outside_the_broker(task, rt, record, admission)
+    if late := expire_if_late(rt, record):
+        rt.limits.release(admission)
+        if admission.probe:
+            rt.limits.breaker.abandon_probe(holder)
+        raise late
     attempt = Attempt(number=record.calls + 1, started_at=time.time(), worker=_HOST)
     rt.jobs.start_attempt(job_id, attempt)
     callback_base, secret = rt.settings.callback_base_url, rt.settings.webhook_secret

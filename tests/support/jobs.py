@@ -14,19 +14,19 @@ def unique_tag() -> str:
 
 
 def queued_job(store: JobStore, **fields: object) -> JobRecord:
-    """A job as a producer leaves it: recorded, `queued`; `fields` set batch fields and such."""
+    """A job as a producer leaves it: recorded, `queued`; `fields` set batch fields, times..."""
     now = time.time()
-    record = JobRecord(
-        id=unique_tag(),
-        state=JobState.QUEUED,
-        request=SwapRequest.parse(
+    values: dict[str, object] = {
+        "id": unique_tag(),
+        "state": JobState.QUEUED,
+        "request": SwapRequest.parse(
             {"source_image_url": "https://x/a.png", "target_image_url": "https://x/b.png"}
         ),
-        queue="faceswap.interactive",
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
+        "queue": "faceswap.interactive",
+        "created_at": now,
+        "updated_at": now,
+    }
+    record = JobRecord.model_validate(values | fields)
     assert store.create(record)
     return record
 
