@@ -11,6 +11,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+RATE_WINDOWS = ("bucket", "sliding")
+"""Per-token rate-limit strategies: a token bucket, or a strict sliding window of 1 s."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class EmulatorConfig:
     time_scale: float = 1.0
     rate_per_s: float | None = None
     burst: float | None = None
+    rate_window: str = "bucket"
     faults: FaultRates = field(default_factory=FaultRates)
     retry_after_s: float = 1.0
     hang_s: float = 3600.0
@@ -95,6 +98,10 @@ def validate_config(config: EmulatorConfig) -> None:
         raise ValueError(f"rate_per_s must be a finite number > 0 or null, got {config.rate_per_s}")
     if config.burst is not None and not (math.isfinite(config.burst) and config.burst >= 1):
         raise ValueError(f"burst must be a finite number >= 1 or null, got {config.burst}")
+    if config.rate_window not in RATE_WINDOWS:
+        raise ValueError(
+            f"rate_window must be one of {', '.join(RATE_WINDOWS)}, got {config.rate_window!r}"
+        )
     for name in ("429", "500", "hang", "reset", "malformed"):
         field_name = name if name.isalpha() else f"status_{name}"
         _check_probability(f"fault_{name}", getattr(config.faults, field_name))
@@ -140,7 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="per-token calls per second; unset = unlimited",
     )
-    add("--burst", type=float, default=None, help="bucket size in calls; unset = max(1, rate)")
+    add(
+        "--burst",
+        type=float,
+        default=None,
+        help="bucket size in calls (bucket only); unset = max(1, rate)",
+    )
+    add(
+        "--rate-window",
+        default="bucket",
+        choices=RATE_WINDOWS,
+        help="bucket: token bucket of --burst; sliding: at most floor(rate) calls (at least 1) "
+        "in any 1 s window, --burst ignored",
+    )
     for name in ("500", "429", "hang", "reset", "malformed"):
         add(f"--fault-{name}", type=float, default=0.0, help="probability 0..1")
     add("--retry-after-s", type=float, default=1.0, help="Retry-After of injected 429s (scaled)")
@@ -183,6 +202,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         time_scale=args.time_scale,
         rate_per_s=args.rate_per_s,
         burst=args.burst,
+        rate_window=args.rate_window,
         faults=FaultRates(
             status_429=args.fault_429,
             status_500=args.fault_500,

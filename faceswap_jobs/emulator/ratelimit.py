@@ -2,7 +2,8 @@
 
 A token bucket (rather than a fixed window) lets a client that respects Retry-After get in on
 its next try, and its burst size is explicit. It runs on real time, not on the scaled simulated
-time, because the clients it polices run on real time too.
+time, because the clients it polices run on real time too. `--rate-window sliding` swaps it for
+the stricter `SlidingWindowLimiter` (no burst above the rate in any second).
 """
 
 import time

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any
 
 from .auth import token_hash
-from .config import EmulatorConfig, validate_config
+from .config import RATE_WINDOWS, EmulatorConfig, validate_config
 from .faults import Rule, RuleBook, parse_rules
 
 FAULT_FIELDS = {
@@ -35,7 +35,12 @@ NUMBER_FIELDS = (
 NULLABLE_NUMBER_FIELDS = ("rate_per_s", "burst")
 """Numeric settings where null means "off" / "default"."""
 
-UPDATABLE = frozenset((*FAULT_FIELDS, *NUMBER_FIELDS, *NULLABLE_NUMBER_FIELDS, "rules"))
+CHOICE_FIELDS = {"rate_window": RATE_WINDOWS}
+"""String settings an update may change, and the values each accepts."""
+
+UPDATABLE = frozenset(
+    (*FAULT_FIELDS, *NUMBER_FIELDS, *NULLABLE_NUMBER_FIELDS, *CHOICE_FIELDS, "rules")
+)
 
 
 def config_view(config: EmulatorConfig, rules: RuleBook, storage_dir: str) -> dict[str, Any]:
@@ -54,6 +59,7 @@ def config_view(config: EmulatorConfig, rules: RuleBook, storage_dir: str) -> di
         "rate_per_s": config.rate_per_s,
         "burst": config.burst,
         "effective_burst": config.effective_burst,
+        "rate_window": config.rate_window,
         "hang_s": config.hang_s,
         "seed": config.seed,
         "storage_dir": storage_dir,
@@ -78,6 +84,12 @@ def _number(name: str, value: Any, *, nullable: bool) -> float | None:
         raise ValueError(f"{name} is out of range") from None
 
 
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def apply_update(config: EmulatorConfig, update: Any) -> tuple[EmulatorConfig, list[Rule] | None]:
     """The config after a partial update, and the new rules if the update set any.
 
@@ -95,6 +107,9 @@ def apply_update(config: EmulatorConfig, update: Any) -> tuple[EmulatorConfig, l
     for name in NULLABLE_NUMBER_FIELDS:
         if name in update:
             changes[name] = _number(name, update[name], nullable=True)
+    for name, choices in CHOICE_FIELDS.items():
+        if name in update:
+            changes[name] = _choice(name, update[name], choices)
     fault_changes = {
         field: _number(name, update[name], nullable=False)
         for name, field in FAULT_FIELDS.items()

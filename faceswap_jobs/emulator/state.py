@@ -16,8 +16,8 @@ from .config import EmulatorConfig
 from .faults import RuleBook
 from .images import ComposedImage
 from .ledger import Ledger
+from .limiter import PerTokenLimiter
 from .outbound import OutboundHttp
-from .ratelimit import TokenBucketLimiter
 from .storage import ResultStore
 
 IMAGE_CACHE_ENTRIES = 64
@@ -36,7 +36,7 @@ class EmulatorState:
     ledger: Ledger = field(default_factory=Ledger)
     callbacks: CallbackLog = field(default_factory=CallbackLog)
     rules: RuleBook = field(default_factory=RuleBook)
-    limiter: TokenBucketLimiter = field(default_factory=TokenBucketLimiter)
+    limiter: PerTokenLimiter = field(default_factory=PerTokenLimiter)
     background: BackgroundTasks = field(default_factory=BackgroundTasks)
     decoded: AsyncLru[str, tuple[str, Image.Image]] = field(
         default_factory=lambda: AsyncLru(IMAGE_CACHE_ENTRIES)

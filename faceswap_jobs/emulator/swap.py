@@ -71,7 +71,12 @@ class SwapEndpoint:
         accepted_token = check_token(token, config)
         swap_request = parse_swap_request(raw)
         if config.rate_per_s is not None:
-            self._check_rate(token_hash(accepted_token), config.rate_per_s, config.effective_burst)
+            self._check_rate(
+                token_hash(accepted_token),
+                config.rate_window,
+                config.rate_per_s,
+                config.effective_burst,
+            )
         fault = state.rules.match(swap_request.source_image_url) or draw_fault(
             state.rng, config.faults, config.retry_after_s, config.time_scale
         )
@@ -100,8 +105,9 @@ class SwapEndpoint:
             )
         )
 
-    def _check_rate(self, key: str, rate_per_s: float, burst: float) -> None:
-        wait_s = self._state.limiter.acquire(key, rate_per_s, burst)
+    def _check_rate(self, key: str, rate_window: str, rate_per_s: float, burst: float) -> None:
+        """Bucket or sliding window alike: a refusal is the same 429 and ledger outcome."""
+        wait_s = self._state.limiter.acquire(key, rate_window, rate_per_s, burst)
         if wait_s > 0:
             raise VendorError(
                 429,

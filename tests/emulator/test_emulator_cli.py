@@ -3,6 +3,7 @@ refused in one line. Each test starts (or fails to start) an emulator of its own
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,25 @@ def test_cli_public_url_storage_dir_and_rate_limit(tmp_path: Path) -> None:
     assert "Traceback" not in log
 
 
+def test_cli_sliding_rate_window_ignores_burst(tmp_path: Path) -> None:
+    emulator = _start_emulator(
+        tmp_path / "emulator.log",
+        *["--rate-per-s", "2.5", "--burst", "50", "--rate-window", "sliding"],
+    )
+    try:
+        config = requests.get(emulator.url("/_emulator/config"), timeout=5).json()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = sorted(
+                pool.map(lambda _: emulator.swap(emulator.default_body()).status_code, range(4))
+            )
+    finally:
+        log = _stop(emulator)
+
+    assert (config["rate_window"], config["rate_per_s"], config["burst"]) == ("sliding", 2.5, 50)
+    assert statuses == [200, 200, 429, 429]  # floor(2.5) calls in the window, burst unused
+    assert "Traceback" not in log
+
+
 @pytest.mark.parametrize(
     ("args", "mentions"),
     [
@@ -55,6 +75,7 @@ def test_cli_public_url_storage_dir_and_rate_limit(tmp_path: Path) -> None:
         (["--latency-min-s", "5", "--latency-max-s", "1"], "latency_min_s"),
         (["--port", "http"], "--port"),
         (["--callback-loss", "nan"], "callback_loss"),
+        (["--rate-window", "fixed"], "--rate-window"),
     ],
 )
 def test_bad_options_exit_with_a_one_line_error(args: list[str], mentions: str) -> None:

@@ -74,6 +74,19 @@ def test_config_update_is_validated_and_all_or_nothing(emulator: Emulator) -> No
     assert after["effective_burst"] == 3
 
 
+@pytest.mark.parametrize("value", ["fixed", "Sliding", "", None, 1, ["sliding"]])
+def test_rate_window_is_validated_and_shown(emulator: Emulator, value: object) -> None:
+    url = emulator.url("/_emulator/config")
+    before = requests.get(url, timeout=5).json()
+
+    refused = requests.put(url, json={"rate_per_s": 2, "rate_window": value}, timeout=5)
+
+    assert_envelope(refused, 400, "bad_request", "rate_window must be one of bucket, sliding")
+    assert requests.get(url, timeout=5).json() == before
+    assert before["rate_window"] == "bucket"
+    assert emulator.configure(rate_window="sliding")["rate_window"] == "sliding"
+
+
 def test_reset_clears_ledger_rules_and_callbacks_but_keeps_config(emulator: Emulator) -> None:
     emulator.configure(latency_max_s=3.0, rules=[{"source_contains": "zzz"}])
     emulator.swap(emulator.default_body())

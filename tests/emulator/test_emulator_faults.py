@@ -4,6 +4,9 @@ Each test resets the emulator (ledger, callbacks, rules, limiter) and restores t
 configuration, so tests do not depend on each other's order.
 """
 
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import requests
 
@@ -33,6 +36,36 @@ def test_rate_limit_answers_429_with_integer_retry_after(emulator: Emulator) -> 
     assert other_token.status_code == 200
     outcomes = [entry["outcome"] for entry in emulator.ledger()]
     assert outcomes == ["success", "success", "rate_limited", "success"]
+
+
+def test_sliding_window_admits_rate_calls_per_second_and_ledgers_the_rest(
+    emulator: Emulator,
+) -> None:
+    emulator.configure(rate_per_s=5, burst=100, rate_window="sliding")  # burst is ignored
+    body = emulator.default_body()
+
+    # Sent at once, so all 8 are judged within one window however long the 5 swaps take.
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda _: emulator.swap(body), range(8)))
+
+    ok = [r for r in responses if r.status_code == 200]
+    limited = [r for r in responses if r.status_code != 200]
+    assert (len(ok), len(limited)) == (5, 3)
+    for response in limited:
+        assert_envelope(response, 429, "too_many_requests")
+        retry_after = response.headers["Retry-After"]
+        assert retry_after.isdigit() and int(retry_after) >= 1
+    ledger = emulator.ledger()
+    assert Counter((e["outcome"], e["status"]) for e in ledger) == {
+        ("success", 200): 5,
+        ("rate_limited", 429): 3,
+    }
+    assert {e["trace_id"] for e in emulator.ledger(outcome="rate_limited")} == {
+        r.json()["trace_id"] for r in limited
+    }
+    assert {e["task_id"] for e in emulator.ledger(outcome="success")} == {
+        r.json()["task_id"] for r in ok
+    }
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,7 @@ BASELINE_CONFIG = {
     "retry_after_s": 1.0,
     "rate_per_s": None,
     "burst": None,
+    "rate_window": "bucket",
     "latency_min_s": 1.0,
     "latency_max_s": 2.0,
     "time_scale": 0.001,
