@@ -49,9 +49,10 @@ class Settings(BaseSettings):
     job_ttl_s: float = Field(default=30 * 86400.0, gt=0)
 
     rate_per_s: float = Field(default=10.0, gt=0)
-    rate_burst: int = Field(default=1, ge=1)
+    rate_burst: int = Field(default=1, ge=0)
     rate_floor_per_s: float = Field(default=0.5, gt=0)
-    rate_decrease_factor: float = Field(default=0.8, gt=0, lt=1)
+    rate_headroom: float = Field(default=0.95, gt=0, le=1)
+    rate_window_margin_s: float = Field(default=0.05, ge=0, le=1)
     rate_increase_per_s: float = Field(default=0.5, gt=0)
     interactive_share: float = Field(default=0.2, ge=0, lt=1)
     max_in_flight: int = Field(default=64, ge=1)

@@ -30,6 +30,10 @@ class Keys:
         """Hash: GCRA state, effective rate and pause of one API token."""
         return f"{self.prefix}:rl:{token_id}"
 
+    def rate_sent(self, token_id: str) -> str:
+        """Sorted set: the calls the last check let go in the current window (score: time)."""
+        return f"{self.prefix}:rl:{token_id}:sent"
+
     def bulk_rate(self, token_id: str) -> str:
         """Hash: the GCRA state of the share of the rate that bulk work may use."""
         return f"{self.prefix}:rl:{token_id}:bulk"

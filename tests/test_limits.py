@@ -22,18 +22,9 @@ from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python
 from tests.support.emulator import API_TOKEN, Emulator
 from tests.support.jobs import unique_tag
 from tests.support.stack import Stack
+from tests.support.windows import max_calls_in_any_window
 
 pytestmark = pytest.mark.integration
-
-
-def max_calls_in_any_window(times: list[float], window_s: float = 1.0) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window_s:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_gcra_spaces_calls_and_reports_the_wait(redis_client: redis.Redis) -> None:
@@ -59,54 +50,6 @@ def test_bulk_work_cannot_take_the_interactive_share(redis_client: redis.Redis) 
 
     assert sum(bulk) == 2
     assert sum(interactive) == 3
-
-
-def test_429_pauses_and_lowers_the_rate_then_success_raises_it(redis_client: redis.Redis) -> None:
-    keys = Keys(f"aimd-{unique_tag()}")
-    config = RateConfig(
-        10.0, decrease_factor=0.5, increase_per_s=5.0, pause_cap_s=30.0, probe_slowdown=0.1
-    )
-    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
-
-    pause_s, rate = limiter.on_rate_limited(retry_after_s=20.0)
-    _, rate_again = limiter.on_rate_limited(retry_after_s=20.0)
-    during_pause = limiter.acquire(max_wait_s=1.0)
-    climbs = [limiter.on_success() for _ in range(3)]
-
-    assert 19.0 < pause_s <= 20.0
-    assert rate == rate_again == 5.0
-    assert not during_pause.granted and during_pause.wait_s > 19.0
-    assert climbs[0] == pytest.approx(6.0)
-    assert limiter.paused_for_s() > 19.0
-
-
-def test_the_rate_climbs_slowly_near_the_rate_that_drew_a_429(redis_client: redis.Redis) -> None:
-    keys = Keys(f"probe-{unique_tag()}")
-    config = RateConfig(20.0, decrease_factor=0.5, increase_per_s=1.0, probe_slowdown=0.1)
-    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
-
-    _, lowered = limiter.on_rate_limited(retry_after_s=0.0)
-    far = limiter.on_success()
-    while limiter.on_success() < 0.9 * 20.0:
-        pass
-    before = limiter.on_success()
-    near = limiter.on_success()
-
-    assert lowered == pytest.approx(10.0)
-    assert far - lowered == pytest.approx(1.0 / 10.0)
-    assert near - before == pytest.approx(0.1 / before)
-
-
-def test_a_429_right_after_a_pause_cuts_the_rate_twice_over(redis_client: redis.Redis) -> None:
-    keys = Keys(f"relapse-{unique_tag()}")
-    config = RateConfig(40.0, decrease_factor=0.8, relapse_s=5.0)
-    limiter = RateLimiter(redis_client, keys.rate("t"), keys.bulk_rate("t"), config)
-
-    _, first = limiter.on_rate_limited(retry_after_s=0.0)
-    _, relapse = limiter.on_rate_limited(retry_after_s=0.0)
-
-    assert first == pytest.approx(32.0)
-    assert relapse == pytest.approx(32.0 * 0.64)
 
 
 HOLDER = """

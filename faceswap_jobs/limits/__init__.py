@@ -18,11 +18,15 @@ import redis
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
+from faceswap_jobs.limits.gate import Gate
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
 from faceswap_jobs.limits.snapshot import BreakerSnapshot, LimitsSnapshot, read_snapshot
 
 log = logging.getLogger(__name__)
+
+GATE_ROUNDS = 3
+"""Fresh slots a call may take when its slot went stale or it woke late, before it parks."""
 
 __all__ = [
     "Admission",
@@ -76,6 +80,7 @@ class Limits:
         self.token_id = tid = token_id(token)
         self._r, self._keys = client, keys
         self.rate = RateLimiter(client, keys.rate(tid), keys.bulk_rate(tid), rate)
+        self.gate = Gate(client, keys.rate(tid), keys.breaker(tid), keys.rate_sent(tid))
         self.inflight = InflightSemaphore(
             client, keys.inflight(tid), keys.inflight_wake(tid), max_in_flight, lease_ttl_s
         )
@@ -96,7 +101,8 @@ class Limits:
             ceiling_per_s=settings.rate_per_s,
             burst=settings.rate_burst,
             floor_per_s=min(settings.rate_floor_per_s, settings.rate_per_s),
-            decrease_factor=settings.rate_decrease_factor,
+            headroom=settings.rate_headroom,
+            window_margin_s=settings.rate_window_margin_s,
             increase_per_s=settings.rate_increase_per_s,
             pause_base_s=settings.backoff_base_s,
             pause_cap_s=settings.retry_after_cap_s,
@@ -135,27 +141,56 @@ class Limits:
         if verdict.state == "open":
             return Admission(paused=True, defer_s=verdict.retry_in_s, reason=verdict.reason)
         probe = verdict.state == "probe"
-        admission = self._take_slots(bulk)
+        admission = self._take_slots(caller, bulk)
         if probe and not admission.admitted:
             self.breaker.abandon_probe(caller)
         return replace(admission, probe=probe) if admission.admitted else admission
 
-    def _take_slots(self, bulk: bool) -> Admission:
+    def _take_slots(self, caller: str, bulk: bool) -> Admission:
         self._ensure_keeper()
         lease = self.inflight.acquire(timeout_s=self.short_wait_s)
         if lease is None:
             return Admission(defer_s=self.short_wait_s, reason="in-flight cap reached")
-        grant = self.rate.acquire(max_wait_s=self.rate_wait_s, bulk=bulk)
-        if not grant.granted:
+        admission = self._through_the_gate(caller, bulk)
+        if admission is not None:
             self.inflight.release(lease)
-            return Admission(defer_s=grant.wait_s, reason="rate limit")
-        if grant.wait_s > 0:
-            time.sleep(grant.wait_s)
-            paused_s = self.rate.paused_for_s()
-            if paused_s > 0:
-                self.inflight.release(lease)
-                return Admission(defer_s=paused_s, reason="provider asked to slow down")
+            return admission
         return Admission(lease=lease)
+
+    def _through_the_gate(self, caller: str, bulk: bool) -> Admission | None:
+        """None when the call may go now; else why and how long the job must wait.
+
+        A rate slot is re-checked after the sleep for it (`Gate`): a stale or late one is
+        traded for a fresh slot, a few times at most."""
+        config = self.rate.config
+        for _ in range(GATE_ROUNDS):
+            grant = self.rate.acquire(max_wait_s=self.rate_wait_s, bulk=bulk)
+            if not grant.granted:
+                return Admission(defer_s=grant.wait_s, reason="rate limit")
+            time.sleep(grant.wait_s)
+            interval_s = 1.0 / grant.rate_per_s
+            waited_s = 0.0
+            while True:
+                verdict = self.gate.check(
+                    caller,
+                    generation=grant.generation,
+                    due_at=grant.slot_at,
+                    late_after_s=interval_s + waited_s,
+                    cap=config.window_cap(grant.rate_per_s),
+                    strict=config.strict,
+                    margin_s=config.window_margin_s,
+                )
+                if verdict.verdict == "go":
+                    return None
+                if verdict.verdict == "breaker":
+                    return Admission(paused=True, reason=verdict.reason)
+                if verdict.verdict == "paused":
+                    return Admission(defer_s=verdict.seconds, reason="provider asked to slow down")
+                if verdict.verdict != "window" or verdict.seconds > self.rate_wait_s:
+                    break
+                time.sleep(verdict.seconds)
+                waited_s += verdict.seconds
+        return Admission(defer_s=self.short_wait_s, reason="rate limit")
 
     def release(self, admission: Admission) -> None:
         if admission.lease is not None:
@@ -167,20 +202,28 @@ class Limits:
             self.inflight.hold(admission.lease, ttl_s)
 
     def on_success(self, admission: Admission) -> None:
-        self.rate.on_success()
-        if admission.probe and self.breaker.close():
-            log.warning("token %s: probe succeeded, breaker closed", self.token_id)
+        self.rate.on_outcome("ok")
+        self._probe_got_through(admission)
 
     def on_other_outcome(self, admission: Admission) -> None:
-        """The token was accepted (the answer was not an auth failure): a probe closes."""
-        if admission.probe and self.breaker.close():
-            log.warning("token %s: probe got through, breaker closed", self.token_id)
+        """Answered, not rate limited and not an auth failure: a probe closes the breaker."""
+        self.rate.on_outcome("through")
+        self._probe_got_through(admission)
 
     def on_rate_limited(self, admission: Admission, retry_after_s: float | None) -> float:
-        pause_s, rate = self.rate.on_rate_limited(retry_after_s)
-        log.info("token %s: 429, paused %.2fs, rate now %.2f/s", self.token_id, pause_s, rate)
-        self.on_other_outcome(admission)
-        return pause_s
+        """A 429 to our own call; returns how long every worker pauses (0 unless an outage)."""
+        change = self.rate.on_outcome("limited", retry_after_s)
+        if change.what != "steady":
+            log.info(
+                "token %s: 429s say %s; rate now %.2f/s, pause %.2fs",
+                self.token_id, change.what, change.rate_per_s, change.pause_s,
+            )  # fmt: skip
+        self._probe_got_through(admission)
+        return change.pause_s
+
+    def _probe_got_through(self, admission: Admission) -> None:
+        if admission.probe and self.breaker.close():
+            log.warning("token %s: probe got through, breaker closed", self.token_id)
 
     def on_token_failure(self, reason: str, code: str | None) -> float:
         cooldown_s = self.breaker.trip(reason, code)

@@ -38,6 +38,8 @@ class Emulator:
             "fault_reset": 0.0,
             "fault_malformed": 0.0,
             "rate_per_s": None,
+            "burst": None,
+            "rate_window": "bucket",
             "latency_min_s": 60.0,
             "latency_max_s": 120.0,
             "rules": [],

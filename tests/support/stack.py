@@ -91,6 +91,14 @@ class Stack:
             check=True,
         ).stdout
 
+    def reset_limits(self) -> None:
+        """Forget the token's rate, window, breaker and in-flight state: a test starts cold."""
+        client = self.producer.redis
+        prefix = self.producer.settings.key_prefix
+        for pattern in ("rl", "breaker", "inflight"):
+            for key in client.scan_iter(f"{prefix}:{pattern}:*"):
+                client.delete(key)
+
     def stop_workers(self) -> None:
         while self.workers:
             self.workers.pop().stop(grace_s=15.0)

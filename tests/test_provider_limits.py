@@ -1,0 +1,89 @@
+"""Holding a strict provider's limits with several worker processes, on the real emulator's
+sliding window (at most R calls in any 1-s window, 429 above): the ledger is the judge."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from faceswap_jobs.models import JobState
+from faceswap_jobs.ops.sandbox import wait_until
+from tests.support.emulator import Emulator
+from tests.support.jobs import unique_tag
+from tests.support.stack import Stack
+from tests.support.windows import max_calls_in_any_window
+
+pytestmark = pytest.mark.integration
+
+RATE = 20
+
+
+def run_workers(stack: Stack, processes: int, threads: int, **env: str) -> None:
+    stack.reset_limits()
+    for i in range(processes):
+        stack.start_worker(f"strict-{i}", f"--concurrency={threads}", FACESWAP_RATE_PER_S=str(RATE),
+                           **env)  # fmt: skip
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_strict_mode_never_lets_a_window_hold_more_than_the_rate(
+    stack: Stack, emulator: Emulator, processes: int
+) -> None:
+    emulator.reset(rate_per_s=RATE, rate_window="sliding", latency_min_s=0.0, latency_max_s=0.0)
+    run_workers(stack, processes, 4, FACESWAP_RATE_BURST="0")
+    tag = unique_tag()
+
+    jobs = stack.submit_tagged(tag, 120)
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
+    stack.stop_workers()
+
+    calls = emulator.calls_for(tag)
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 120}
+    assert max_calls_in_any_window([c["time"] for c in calls]) <= RATE
+    assert collections.Counter(c["outcome"] for c in calls) == {"success": 120}
+
+
+def test_default_mode_keeps_windows_within_rate_plus_burst(
+    stack: Stack, emulator: Emulator
+) -> None:
+    emulator.reset(rate_per_s=RATE, rate_window="sliding", latency_min_s=0.0, latency_max_s=0.0)
+    run_workers(stack, 4, 4, FACESWAP_RATE_BURST="1")
+    tag = unique_tag()
+
+    jobs = stack.submit_tagged(tag, 120)
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
+    stack.stop_workers()
+
+    calls = emulator.calls_for(tag)
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 120}
+    assert max_calls_in_any_window([c["time"] for c in calls]) <= RATE + 1
+    assert sum(r.calls for r in records) == len(calls)
+
+
+def test_the_breaker_stops_64_threads_after_at_most_two_calls(
+    stack: Stack, emulator: Emulator
+) -> None:
+    tag = unique_tag()
+    emulator.reset(
+        rules=[{"source_contains": tag, "status": 401, "code": "invalid_token",
+                "message": "revoked"}],
+        latency_min_s=0.0, latency_max_s=0.0,
+    )  # fmt: skip
+    stack.reset_limits()
+    stack.start_worker("breaker-64", "--concurrency=64", FACESWAP_RATE_PER_S="50")
+    jobs = stack.submit_tagged(tag, 200)
+
+    wait_until(
+        lambda: all(job.status() is JobState.PAUSED for job in jobs), 60.0, "every job paused", None
+    )
+    calls = emulator.calls_for(tag)
+    emulator.configure(rules=[])
+    stack.cli("resume")
+    records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
+    stack.stop_workers()
+
+    assert 1 <= len(calls) <= 2
+    assert {c["outcome"] for c in calls} == {"rule"}
+    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 200}
+    assert all(r.attempts == 1 for r in records)
