@@ -22,7 +22,6 @@ from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python
 from tests.support.emulator import API_TOKEN, Emulator
 from tests.support.jobs import unique_tag
 from tests.support.stack import Stack
-from tests.support.windows import max_calls_in_any_window
 
 pytestmark = pytest.mark.integration
 
@@ -97,23 +96,6 @@ def test_a_renewed_lease_outlives_its_ttl(redis_client: redis.Redis) -> None:
     assert semaphore.try_acquire() == (None, pytest.approx(0.5, abs=0.5))
     semaphore.release(lease)
     assert semaphore.try_acquire()[0] is not None
-
-
-def test_two_worker_processes_share_one_rate(stack: Stack, emulator: Emulator) -> None:
-    emulator.reset(rate_per_s=20.0, burst=20.0)
-    env = {"FACESWAP_RATE_PER_S": "20", "FACESWAP_RATE_BURST": "1"}
-    stack.start_worker("rate-a", "--concurrency=4", **env)
-    stack.start_worker("rate-b", "--concurrency=4", **env)
-    tag = unique_tag()
-
-    jobs = stack.submit_tagged(tag, 100)
-    records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
-    stack.stop_workers()
-
-    calls = emulator.calls_for(tag)
-    assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 100}
-    assert collections.Counter(c["outcome"] for c in calls) == {"success": 100}
-    assert max_calls_in_any_window([c["time"] for c in calls]) <= 20 + 1
 
 
 def test_429_storm_leaves_every_attempt_count_untouched(stack: Stack, emulator: Emulator) -> None:

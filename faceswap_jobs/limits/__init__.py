@@ -1,8 +1,9 @@
 """Staying inside the provider's limits across every worker: rate, in-flight cap and breaker.
 
 `Limits.admit` is the one gate before a call: breaker, then an in-flight slot, then a rate slot
-(sleeping when the slot is near, deferring the job when it is not). What a call's outcome means
-for the token is reported back through `on_success`, `on_rate_limited` and `on_token_failure`.
+(sleeping when the slot is near, deferring the job when it is not), then the last check of
+`gate.py` right before the call. What an answer to our own call means for the token is reported
+back through `on_success`, `on_other_outcome`, `on_rate_limited` and `on_token_failure`.
 """
 
 from __future__ import annotations
