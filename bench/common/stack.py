@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,34 @@ WORKER_STOP_GRACE_S = 15.0
 class Emulator:
     base_url: str
 
-    def reset(self, *, rate_per_s: float, burst: int) -> None:
-        """Forget calls and limiter state, then enforce `rate_per_s` with a bucket of `burst`."""
+    def reset(
+        self,
+        *,
+        rate_per_s: float | None,
+        burst: int | None = None,
+        rate_window: str = "bucket",
+        fault_429: float = 0.0,
+        retry_after_s: float = 1.0,
+        rules: Sequence[Mapping[str, Any]] = (),
+        latency_s: float = 0.0,
+    ) -> None:
+        """Forget calls, rules and limiter state, then set every setting a bench may have changed.
+
+        `POST /_emulator/reset` keeps the configuration, so each setting is written back
+        whatever the previous run left: `rate_per_s` None means no limit, `burst` None one
+        second's worth (a sliding window ignores it), `rules` the scripted answers.
+        """
         requests.post(f"{self.base_url}/_emulator/reset", timeout=5).raise_for_status()
-        config = {"rate_per_s": rate_per_s, "burst": burst}
+        config = {
+            "rate_per_s": rate_per_s,
+            "burst": burst,
+            "rate_window": rate_window,
+            "fault_429": fault_429,
+            "retry_after_s": retry_after_s,
+            "rules": list(rules),
+            "latency_min_s": latency_s,
+            "latency_max_s": latency_s,
+        }
         response = requests.put(f"{self.base_url}/_emulator/config", json=config, timeout=5)
         response.raise_for_status()
 
