@@ -104,4 +104,21 @@ def test_in_strict_mode_a_429_widens_the_window_margin(redis_client: redis.Redis
     first = rate.acquire(max_wait_s=1.0)
     second = rate.acquire(max_wait_s=1.0)
 
-    assert second.slot_at - first.slot_at == pytest.approx(1.075 / 20.0, rel=1e-3)
+    assert second.slot_at - first.slot_at == pytest.approx(1.085 / 20.0, rel=1e-3)
+
+
+def test_rare_429s_widen_the_window_frequent_ones_do_not(redis_client: redis.Redis) -> None:
+    rare = limiter(redis_client, 20.0)
+    feed(rare, 60, 1)
+    feed(rare, 60, 1)
+    frequent = limiter(redis_client, 20.0)
+    feed(frequent, 9, 1)
+    feed(frequent, 9, 1)
+
+    spacing = []
+    for rate in (rare, frequent):
+        first, second = rate.acquire(max_wait_s=1.0), rate.acquire(max_wait_s=1.0)
+        spacing.append(second.slot_at - first.slot_at)
+
+    assert spacing[0] == pytest.approx((1 + 0.01 * 1.5 + 0.01) / 20.0, rel=1e-3)
+    assert spacing[1] == pytest.approx(1.01 / 20.0, rel=1e-3)

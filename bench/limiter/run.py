@@ -59,6 +59,7 @@ from bench.limiter.plot import plot
 from bench.limiter.report import evaluate_goals, print_report
 from bench.limiter.scenarios import noise_figures, run_breaker, run_deadline
 from faceswap_jobs.limits import token_id
+from faceswap_jobs.limits.rate import RateConfig, RateLimiter
 from faceswap_jobs.ops.sandbox import private_redis, python_module
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,11 +133,16 @@ def run_ours(
             ours.producer.submit_swap(f"{source}?i={i}", target).id for i in range(contender.jobs)
         ]
         tracker = JobRecordTracker(ours.producer.redis, ours.keys, ids)
-        rate_key = ours.keys.rate(token_id(bench.token))
+        limiter = RateLimiter(
+            ours.producer.redis,
+            ours.keys.rate(token_id(bench.token)),
+            ours.keys.bulk_rate(token_id(bench.token)),
+            RateConfig(float(contender.setting), burst=contender.burst),
+        )
 
         def sample_rate() -> None:
-            rate = ours.producer.redis.hget(rate_key, "rate")
-            samples.append((time.time() - t0_s, float(rate or contender.setting)))
+            rate, margin, _ = limiter.state()
+            samples.append((time.time() - t0_s, rate / (1.0 + margin)))
 
         def finished() -> int:
             return tracker.poll().finished

@@ -125,9 +125,7 @@ class Limits:
 
     def snapshot(self) -> LimitsSnapshot:
         """The token's rate, pause, in-flight calls and breaker, as one consistent read."""
-        return read_snapshot(
-            self._r, self._keys, self.token_id, self.rate.config, self.inflight.cap
-        )
+        return read_snapshot(self._r, self._keys, self.token_id, self.rate, self.inflight.cap)
 
     def pause(self, reason: str) -> None:
         """Operator pause: every call of the token waits, nothing fails, until `resume`."""
@@ -178,8 +176,7 @@ class Limits:
                     due_at=grant.slot_at,
                     late_after_s=interval_s + waited_s,
                     cap=config.window_cap(grant.rate_per_s),
-                    strict=config.strict,
-                    margin_s=config.window_margin_s,
+                    margin_s=config.base_margin_s,
                 )
                 if verdict.verdict == "go":
                     return None
@@ -203,23 +200,27 @@ class Limits:
             self.inflight.hold(admission.lease, ttl_s)
 
     def on_success(self, admission: Admission) -> None:
-        self.rate.on_outcome("ok")
+        self._report("ok")
         self._probe_got_through(admission)
 
     def on_other_outcome(self, admission: Admission) -> None:
         """Answered, not rate limited and not an auth failure: a probe closes the breaker."""
-        self.rate.on_outcome("through")
+        self._report("through")
         self._probe_got_through(admission)
 
     def on_rate_limited(self, admission: Admission, retry_after_s: float | None) -> float:
         """A 429 to our own call; returns how long every worker pauses (0 unless an outage)."""
-        change = self.rate.on_outcome("limited", retry_after_s)
+        pause_s = self._report("limited", retry_after_s)
+        self._probe_got_through(admission)
+        return pause_s
+
+    def _report(self, outcome: str, retry_after_s: float | None = None) -> float:
+        change = self.rate.on_outcome(outcome, retry_after_s)
         if change.what != "steady":
             log.info(
                 "token %s: 429s say %s; rate now %.2f/s, pause %.2fs",
                 self.token_id, change.what, change.rate_per_s, change.pause_s,
             )  # fmt: skip
-        self._probe_got_through(admission)
         return change.pause_s
 
     def _probe_got_through(self, admission: Admission) -> None:

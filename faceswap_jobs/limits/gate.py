@@ -4,9 +4,9 @@ Trade-off: one more round trip per call, in exchange for slots that stay true. A
 up to `threads / rate` seconds for its rate slot; meanwhile the breaker may have opened, the rate
 may have been cut or paused, or the thread may have woken late (CPU load) and would call right
 next to an on-time neighbour. Checked here, atomically and on Redis time, those slots are dropped
-instead of spent. The same script keeps a log of the calls it let go, so that no window (a second;
-in strict mode a second plus a margin for the senders' jitter) holds more than `cap` of them,
-whatever the senders' clocks and wake-ups did.
+instead of spent. The same script keeps a log of the calls it let go, so that no window (a second
+plus a margin for the senders' jitter, which 429s widen) holds more than `cap` of them, whatever
+the senders' clocks and wake-ups did.
 """
 
 from __future__ import annotations
@@ -24,9 +24,8 @@ LAST_CHECK = (
     + """
 -- KEYS: [1] token rate hash, [2] breaker hash, [3] sorted set of calls let go (score: time)
 -- ARGV: [1] caller id, [2] generation of the slot, [3] time the call was due, [4] lateness
---       allowed (s), [5] most calls in a window, [6] 1 in strict mode (the window is a second
---       plus a margin for the senders' jitter), [7] the margin's base (s), [8] call id,
---       [9] ttl (ms)
+--       allowed (s), [5] most calls in a window, [6] the margin's base (s): the window is a
+--       second plus a margin for the senders' jitter, [7] call id, [8] ttl (ms)
 -- Returns {verdict, seconds, reason}: go; breaker (open, or another caller's probe); paused
 -- (for seconds); stale (the rate changed since the slot was given); late (woke too late);
 -- window (full for seconds). Only `go` records the call.
@@ -44,15 +43,14 @@ if (r[1] or '0') ~= ARGV[2] then return {'stale', '0', ''} end
 if now - tonumber(ARGV[3]) > tonumber(ARGV[4]) then
   return {'late', tostring(now - tonumber(ARGV[3])), ''}
 end
-local window = 1
-if ARGV[6] == '1' then window = 1 + window_margin(r[3], r[4], tonumber(ARGV[7]), now) end
+local window = 1 + window_margin(r[3], r[4], tonumber(ARGV[6]), now)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
   local oldest = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
   return {'window', tostring(tonumber(oldest[2]) + window - now), ''}
 end
-redis.call('ZADD', KEYS[3], now, ARGV[8])
-redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[9]))
+redis.call('ZADD', KEYS[3], now, ARGV[7])
+redis.call('PEXPIRE', KEYS[3], tonumber(ARGV[8]))
 return {'go', '0', ''}
 """
 )
@@ -82,12 +80,11 @@ class Gate:
         due_at: float,
         late_after_s: float,
         cap: int,
-        strict: bool = False,
         margin_s: float = 0.0,
     ) -> Verdict:
         verdict, seconds, reason = self._check(
             keys=self._keys,
-            args=[caller, generation, due_at, late_after_s, cap, int(strict), margin_s,
-                  uuid.uuid4().hex, GATE_TTL_MS],
+            args=[caller, generation, due_at, late_after_s, cap, margin_s, uuid.uuid4().hex,
+                  GATE_TTL_MS],
         )  # fmt: skip
         return Verdict(str(verdict), max(0.0, float(seconds)), str(reason))

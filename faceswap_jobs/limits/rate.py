@@ -8,7 +8,8 @@ cut or a pause bumps it, so slots handed out before are re-validated (`gate.py`)
 
 The rate follows what the provider's 429s say, not each 429 alone (`ON_OUTCOME`): the share
 of 429s among recent answers, against a noise floor learned from the provider. A share well
-above the floor cuts the rate to the limit it reveals (rate * (1 - excess share) * headroom);
+above the floor cuts the rate to the limit it reveals (rate * (1 - excess share)), less a
+headroom that grows with the excess up to `headroom` at a tenth;
 if the share does not fall after the cut, the 429s did not depend on our rate: they are noise,
 the rate is restored and the floor raised to that share. Successes climb the rate back:
 doubling per second while far below the last limit (a storm is over), additively near it.
@@ -31,8 +32,8 @@ ACQUIRE = (
 -- KEYS: [1] token rate hash, [2] bulk rate hash
 -- ARGV: [1] ceiling rate (calls/s), [2] burst (calls), [3] longest acceptable wait (s),
 --       [4] share of the rate bulk work may use (0..1], [5] 1 when the caller is bulk work,
---       [6] key ttl (ms), [7] 1 in strict mode (slots spaced (1 + window margin) / rate),
---       [8] the window margin's base (s)
+--       [6] key ttl (ms), [7] the window margin's base (s): slots are spaced
+--       (1 + margin) / rate apart
 -- Returns {granted (0/1), wait_s, effective rate, paused_until - now, slot time, generation}.
 local now = redis_now()
 local ceiling = tonumber(ARGV[1])
@@ -46,10 +47,7 @@ local rate = math.min(tonumber(h[2]) or ceiling, ceiling)
 local paused_until = tonumber(h[3]) or 0
 local gen = h[4] or '0'
 local start = math.max(now, paused_until)
-local interval = 1 / rate
-if ARGV[7] == '1' then
-  interval = (1 + window_margin(h[5], h[6], tonumber(ARGV[8]), now)) / rate
-end
+local interval = (1 + window_margin(h[5], h[6], tonumber(ARGV[7]), now)) / rate
 local tat = math.max(tonumber(h[1]) or 0, start)
 local at = math.max(start, tat - (burst - 1) * interval)
 local bulk_interval, bulk_tat
@@ -86,8 +84,10 @@ ON_OUTCOME = (
 --       to judge, [14] fewest 429s to cut, [15] highest share that can be noise,
 --       [16] share that means an outage (pause everyone), [17] slack over the floor,
 --       [18] standard errors over the floor, [19] 1 in strict mode, [20] the window margin's
---       base (s), [21] its most (s): in strict mode a 429 means the window did not allow for
---       the senders' jitter, and grows its margin by half
+--       base (s), [21] its most (s): a 429 in strict mode, or a rare one (under 2% of recent
+--       answers) in any mode, means our calls bunched beyond the provider's window (senders'
+--       jitter): the window's margin grows by half, plus 10 ms; the rate does not climb while
+--       it is wider than its base
 -- Returns {what happened (steady, cut, noise, limit), rate, pause_s}.
 local now = redis_now()
 local f = redis.call('HMGET', KEYS[1], 'rate', 'gen', 'ok', 'rl', 't', 'nf', 'limited_at',
@@ -105,13 +105,13 @@ local probe_from, probe_excess = tonumber(f[8]), tonumber(f[9])
 local cut_at = tonumber(f[10]) or 0
 local paused_until = tonumber(f[11]) or 0
 local limited = ARGV[1] == 'limited'
-if limited then rl = rl + 1 else ok = ok + 1 end
-if limited and ARGV[19] == '1' then
+if limited and (ARGV[19] == '1' or rl < 0.02 * (ok + rl)) then
   local m = redis.call('HMGET', KEYS[1], 'mg', 'mg_t')
-  local grown = window_margin(m[1], m[2], tonumber(ARGV[20]), now) * 1.5
+  local grown = window_margin(m[1], m[2], tonumber(ARGV[20]), now) * 1.5 + 0.01
   redis.call('HSET', KEYS[1], 'mg', tostring(math.min(tonumber(ARGV[21]), grown)), 'mg_t',
     tostring(now))
 end
+if limited then rl = rl + 1 else ok = ok + 1 end
 local n = ok + rl
 local share = rl / n
 local what, pause = 'steady', 0
@@ -138,11 +138,16 @@ elseif not probe_from and rl >= tonumber(ARGV[14]) - 0.5 and n >= min_n then
     else
       limited_at = math.max(floor, rate * (1 - excess))
     end
-    rate = math.max(floor, rate * (1 - excess) * tonumber(ARGV[5]))
+    local headroom = 1 - (1 - tonumber(ARGV[5])) * math.min(1, excess / 0.1)
+    rate = math.max(floor, rate * (1 - excess) * headroom)
     what, ok, rl, cut_at, gen = 'cut', 0, 0, now, gen + 1
   end
 end
-if what == 'steady' and ARGV[1] == 'ok' and not probe_from and rate < ceiling then
+local widened = redis.call('HMGET', KEYS[1], 'mg', 'mg_t')
+local margin = window_margin(widened[1], widened[2], tonumber(ARGV[20]), now)
+local settling = margin > tonumber(ARGV[20]) + 0.005
+if what == 'steady' and ARGV[1] == 'ok' and not probe_from and not settling
+    and rate < ceiling then
   local step
   if limited_at and rate < 0.9 * limited_at then
     step = 1
@@ -175,6 +180,22 @@ return {what, tostring(rate), tostring(pause)}
 )
 
 
+READ = (
+    REDIS_NOW_LUA
+    + WINDOW_MARGIN_LUA
+    + """
+-- KEYS: [1] token rate hash
+-- ARGV: [1] ceiling rate, [2] the window margin's base (s)
+-- Returns {rate, window margin (s), paused for (s)}: what the limiter holds now.
+local now = redis_now()
+local h = redis.call('HMGET', KEYS[1], 'rate', 'mg', 'mg_t', 'paused_until')
+local rate = math.min(tonumber(h[1]) or tonumber(ARGV[1]), tonumber(ARGV[1]))
+local margin = window_margin(h[2], h[3], tonumber(ARGV[2]), now)
+return {tostring(rate), tostring(margin), tostring((tonumber(h[4]) or 0) - now)}
+"""
+)
+
+
 @dataclass(frozen=True)
 class RateConfig:
     ceiling_per_s: float
@@ -183,7 +204,8 @@ class RateConfig:
     `1 + window_margin_s` seconds holds more than the rate's calls."""
     floor_per_s: float = 0.5
     headroom: float = 0.95
-    """A cut sets the rate to this fraction of the limit the 429s reveal."""
+    """A cut sets the rate to this fraction of the limit the 429s reveal (when they reveal an
+    excess of a tenth or more; a smaller excess keeps proportionally more)."""
     increase_per_s: float = 0.5
     probe_slowdown: float = 0.1
     """How much slower the rate climbs near the rate that last drew 429s."""
@@ -213,9 +235,16 @@ class RateConfig:
     def strict(self) -> bool:
         return self.burst == 0
 
+    @property
+    def base_margin_s(self) -> float:
+        """The window's margin when no 429 has widened it: `window_margin_s` in strict mode,
+        none otherwise."""
+        return self.window_margin_s if self.strict else 0.0
+
     def window_cap(self, rate_per_s: float) -> int:
-        """Most calls any window may hold at the current rate: R (strict) or R + burst."""
-        return max(1, int(rate_per_s)) + self.burst
+        """Most calls any window may hold at the current rate: R, plus the calls a burst lets go
+        back to back beyond the first (GCRA's burst 1 is no burst at all)."""
+        return max(1, int(rate_per_s)) + max(0, self.burst - 1)
 
 
 @dataclass(frozen=True)
@@ -249,13 +278,21 @@ class RateLimiter:
         self._key, self._bulk_key, self.config = key, bulk_key, config
         self._acquire = client.register_script(ACQUIRE)
         self._outcome = client.register_script(ON_OUTCOME)
+        self._read = client.register_script(READ)
+
+    def state(self) -> tuple[float, float, float]:
+        """(rate, window margin, seconds still paused): calls go at rate / (1 + margin)."""
+        rate, margin, paused = self._read(
+            keys=[self._key], args=[self.config.ceiling_per_s, self.config.base_margin_s]
+        )
+        return float(rate), float(margin), max(0.0, float(paused))
 
     def acquire(self, *, max_wait_s: float, bulk: bool = False) -> Grant:
         c = self.config
         granted, wait, rate, paused, slot_at, gen = self._acquire(
             keys=[self._key, self._bulk_key],
             args=[c.ceiling_per_s, max(1, c.burst), max_wait_s, c.bulk_share, int(bulk),
-                  KEY_TTL_MS, int(c.strict), c.window_margin_s],
+                  KEY_TTL_MS, c.base_margin_s],
         )  # fmt: skip
         return Grant(
             granted == "1",
@@ -276,6 +313,6 @@ class RateLimiter:
                   c.floor_per_s, c.headroom, c.increase_per_s, c.probe_slowdown, KEY_TTL_MS,
                   c.pause_cap_s, c.pause_base_s, c.count_decay_s, c.noise_decay_s,
                   c.min_answers, c.min_limited, c.noise_cap, c.outage_share, c.slack, c.z,
-                  int(c.strict), c.window_margin_s, MAX_WINDOW_MARGIN_S],
+                  int(c.strict), c.base_margin_s, MAX_WINDOW_MARGIN_S],
         )  # fmt: skip
         return Change(str(what), float(rate), float(pause))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import redis
 
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits.rate import RateConfig
+from faceswap_jobs.limits.rate import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,9 @@ class BreakerSnapshot:
 class LimitsSnapshot:
     token_id: str
     rate_per_s: float
-    """The effective rate: the ceiling, or less after the provider's 429s."""
+    """The rate the 429s left: the ceiling, or less after the provider's 429s."""
+    window_margin_s: float
+    """How much longer than a second the held window is (strict mode, or widened by 429s)."""
     ceiling_per_s: float
     burst: int
     paused_for_s: float
@@ -43,23 +45,29 @@ class LimitsSnapshot:
     max_in_flight: int
     breaker: BreakerSnapshot
 
+    @property
+    def pacing_per_s(self) -> float:
+        """What the calls actually go at: the rate, spread over the widened window."""
+        return self.rate_per_s / (1.0 + self.window_margin_s)
+
 
 def read_snapshot(
-    client: redis.Redis, keys: Keys, token_id: str, rate: RateConfig, max_in_flight: int
+    client: redis.Redis, keys: Keys, token_id: str, rate: RateLimiter, max_in_flight: int
 ) -> LimitsSnapshot:
+    effective, margin, paused_s = rate.state()
     seconds, micros = client.time()
     now = seconds + micros / 1e6
     pipe = client.pipeline(transaction=False)
-    pipe.hmget(keys.rate(token_id), "rate", "paused_until")
     pipe.hgetall(keys.breaker(token_id))
     pipe.zcount(keys.inflight(token_id), now, "+inf")
-    (effective, paused_until), breaker, in_flight = pipe.execute()
+    breaker, in_flight = pipe.execute()
     return LimitsSnapshot(
         token_id=token_id,
-        rate_per_s=min(float(effective), rate.ceiling_per_s) if effective else rate.ceiling_per_s,
-        ceiling_per_s=rate.ceiling_per_s,
-        burst=rate.burst,
-        paused_for_s=max(0.0, float(paused_until or 0) - now),
+        rate_per_s=effective,
+        window_margin_s=margin,
+        ceiling_per_s=rate.config.ceiling_per_s,
+        burst=rate.config.burst,
+        paused_for_s=paused_s,
         in_flight=int(in_flight),
         max_in_flight=max_in_flight,
         breaker=_breaker(breaker, now),

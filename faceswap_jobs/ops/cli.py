@@ -219,7 +219,9 @@ def show_limits() -> None:
     table.add_row("token", snap.token_id + "  (sha256 prefix)")
     table.add_row(
         "rate",
-        f"{snap.rate_per_s:.2f}/s effective, {snap.ceiling_per_s:g}/s ceiling, burst {snap.burst}",
+        f"{snap.pacing_per_s:.2f}/s effective ({snap.rate_per_s:.2f}/s over a "
+        f"{1 + snap.window_margin_s:.3f}-s window), {snap.ceiling_per_s:g}/s ceiling, "
+        f"burst {snap.burst}",
     )
     table.add_row("paused", f"{snap.paused_for_s:.1f}s left" if snap.paused_for_s else "no")
     table.add_row("in flight", f"{snap.in_flight} / {snap.max_in_flight}")

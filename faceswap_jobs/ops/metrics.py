@@ -54,7 +54,12 @@ class RedisStatsCollector(Collector):
     def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
         snap = self._limits.snapshot()
         for name, doc, value in (
-            ("faceswap_rate_effective_per_second", "Effective rate of the token", snap.rate_per_s),
+            ("faceswap_rate_effective_per_second", "Calls/s the token paces at", snap.pacing_per_s),
+            (
+                "faceswap_rate_window_margin_seconds",
+                "Widening of the held window",
+                snap.window_margin_s,
+            ),
             ("faceswap_rate_ceiling_per_second", "Configured rate ceiling", snap.ceiling_per_s),
             ("faceswap_rate_paused_seconds", "Seconds the token stays paused", snap.paused_for_s),
             ("faceswap_in_flight", "Calls in flight for the token", snap.in_flight),
