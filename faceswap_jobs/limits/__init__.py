@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 GATE_ROUNDS = 3
 """Fresh slots a call may take when its slot went stale or it woke late, before it parks."""
+LATE_FLOOR_S = 0.02
+"""A thread is late when it wakes more than one interval after its slot, but never for less
+than this: at hundreds of calls a second an interval is shorter than a thread's wake-up."""
 
 __all__ = [
     "Admission",
@@ -167,14 +170,14 @@ class Limits:
             if not grant.granted:
                 return Admission(defer_s=grant.wait_s, reason="rate limit")
             time.sleep(grant.wait_s)
-            interval_s = 1.0 / grant.rate_per_s
+            late_after_s = max(1.0 / grant.rate_per_s, LATE_FLOOR_S)
             waited_s = 0.0
             while True:
                 verdict = self.gate.check(
                     caller,
                     generation=grant.generation,
                     due_at=grant.slot_at,
-                    late_after_s=interval_s + waited_s,
+                    late_after_s=late_after_s + waited_s,
                     cap=config.window_cap(grant.rate_per_s),
                     margin_s=config.base_margin_s,
                 )
