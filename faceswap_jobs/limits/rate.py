@@ -84,7 +84,7 @@ ON_OUTCOME = (
 --       to judge, [14] fewest 429s to cut, [15] highest share that can be noise,
 --       [16] share that means an outage (pause everyone), [17] slack over the floor,
 --       [18] standard errors over the floor, [19] 1 in strict mode, [20] the window margin's
---       base (s), [21] its most (s): a 429 in strict mode, or a rare one (under 2% of recent
+--       base (s), [21] its most (s): a 429 in strict mode, or a rare one (under 1% of recent
 --       answers) in any mode, means our calls bunched beyond the provider's window (senders'
 --       jitter): the window's margin grows by half, plus 10 ms; the rate does not climb while
 --       it is wider than its base
@@ -105,7 +105,7 @@ local probe_from, probe_excess = tonumber(f[8]), tonumber(f[9])
 local cut_at = tonumber(f[10]) or 0
 local paused_until = tonumber(f[11]) or 0
 local limited = ARGV[1] == 'limited'
-if limited and (ARGV[19] == '1' or rl < 0.02 * (ok + rl)) then
+if limited and (ARGV[19] == '1' or rl < 0.01 * (ok + rl)) then
   local m = redis.call('HMGET', KEYS[1], 'mg', 'mg_t')
   local grown = window_margin(m[1], m[2], tonumber(ARGV[20]), now) * 1.5 + 0.01
   redis.call('HSET', KEYS[1], 'mg', tostring(math.min(tonumber(ARGV[21]), grown)), 'mg_t',
