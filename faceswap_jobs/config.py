@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     rate_burst: int = Field(default=1, ge=0)
     rate_floor_per_s: float = Field(default=0.5, gt=0)
     rate_headroom: float = Field(default=0.95, gt=0, le=1)
-    rate_window_margin_s: float = Field(default=0.05, ge=0, le=1)
+    rate_window_margin_s: float | None = Field(default=None, ge=0, le=1)
     rate_increase_per_s: float = Field(default=0.5, gt=0)
     interactive_share: float = Field(default=0.2, ge=0, lt=1)
     max_in_flight: int = Field(default=64, ge=1)

@@ -35,9 +35,9 @@ def test_worker_processes_share_one_rate_as_the_provider_counts_it(
     stack: Stack, emulator: Emulator, window: str, processes: int, burst: int
 ) -> None:
     """No 1-s window of the ledger holds more than R + burst calls, 429s included: a strict
-    (burst 0) or bucket provider answers none of them 429. The strict window's margin is set
-    for a shared test machine (200 ms of jitter between our check and the emulator's clock);
-    bench.limiter measures the default margin's throughput."""
+    (burst 0) or bucket provider answers none of them 429. The window's margin is set for a
+    shared test machine (200 ms of jitter between our check and the emulator's clock);
+    bench.limiter measures the default margins' throughput."""
     emulator.reset(rate_per_s=RATE, burst=RATE, rate_window=window, latency_min_s=0.0,
                    latency_max_s=0.0)  # fmt: skip
     run_workers(stack, processes, 4, FACESWAP_RATE_BURST=str(burst),

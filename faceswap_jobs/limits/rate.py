@@ -24,6 +24,8 @@ import redis
 from faceswap_jobs.limits.lua import REDIS_NOW_LUA, WINDOW_MARGIN_LUA
 
 MAX_WINDOW_MARGIN_S = 0.5
+STRICT_MARGIN_S = 0.05
+"""The strict mode's margin unless one is set: pacing at rate / 1.05 keeps 0.95 of the rate."""
 
 ACQUIRE = (
     REDIS_NOW_LUA
@@ -214,9 +216,10 @@ class RateConfig:
     bulk_share: float = 0.8
     """Fraction of the rate (and of the burst) bulk work may use; the rest stays free for
     interactive jobs, so a bulk backlog can never take every slot."""
-    window_margin_s: float = 0.05
-    """Strict mode: time allowed between our check and the provider's clock (thread wake-up,
-    the request on the wire); the window is this much longer than a second."""
+    window_margin_s: float | None = None
+    """How much longer than a second the held window is, for the time between our check and the
+    provider's clock (thread wake-up, the request on the wire). None: `STRICT_MARGIN_S` in
+    strict mode, none otherwise."""
     count_decay_s: float = 10.0
     """Answers older than this weigh 1/e in the 429 share."""
     noise_decay_s: float = 60.0
@@ -237,9 +240,10 @@ class RateConfig:
 
     @property
     def base_margin_s(self) -> float:
-        """The window's margin when no 429 has widened it: `window_margin_s` in strict mode,
-        none otherwise."""
-        return self.window_margin_s if self.strict else 0.0
+        """The window's margin when no 429 has widened it."""
+        if self.window_margin_s is not None:
+            return self.window_margin_s
+        return STRICT_MARGIN_S if self.strict else 0.0
 
     def window_cap(self, rate_per_s: float) -> int:
         """Most calls any window may hold at the current rate: R, plus the calls a burst lets go
