@@ -15,6 +15,7 @@ import redis
 from rich.progress import Progress
 
 from bench.common.stack import Emulator, workers
+from bench.common.trackers import JobRecordTracker
 from bench.limiter.contenders import Contender
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
@@ -81,6 +82,24 @@ def ours_workers(bench: Bench, contender: Contender) -> Iterator[Ours]:
     }  # fmt: skip
     with workers(contender.name, argvs, env, producer.app, bench.logs):
         yield Ours(producer, prefix)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    task: Any
+    """The contender's progress bar."""
+    t0_s: float
+    ids: list[str]
+    tracker: JobRecordTracker
+
+
+def submit_numbered(bench: Bench, ours: Ours, contender: Contender) -> Submitted:
+    """The contender's jobs, source URLs numbered `?i=N` so ledger calls map to jobs."""
+    task = bench.progress.add_task(contender.name, total=contender.jobs)
+    source, target = sources(bench)
+    t0_s = time.time()
+    ids = [ours.producer.submit_swap(f"{source}?i={i}", target).id for i in range(contender.jobs)]
+    return Submitted(task, t0_s, ids, JobRecordTracker(ours.producer.redis, ours.keys, ids))
 
 
 def sources(bench: Bench) -> tuple[str, str]:

@@ -45,7 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bench.common import analysis
 from bench.common.cli import bench_parser
 from bench.common.stack import emulator, workers
-from bench.common.trackers import CeleryResultTracker, JobRecordTracker, Tally
+from bench.common.trackers import CeleryResultTracker, Tally
 from bench.limiter.contenders import (
     CONCURRENCY,
     INSTANCES,
@@ -54,7 +54,7 @@ from bench.limiter.contenders import (
     Contender,
     contenders,
 )
-from bench.limiter.harness import Bench, drain, ours_workers, prepare, sources
+from bench.limiter.harness import Bench, drain, ours_workers, prepare, sources, submit_numbered
 from bench.limiter.plot import plot
 from bench.limiter.report import evaluate_goals, print_report
 from bench.limiter.scenarios import noise_figures, run_breaker, run_deadline
@@ -126,13 +126,8 @@ def run_ours(
 ) -> tuple[float, Tally, bool, list[tuple[float, float]]]:
     """Our workers; also samples the limiter's effective rate (s since t0, calls/s) as it runs."""
     with ours_workers(bench, contender) as ours:
-        task = bench.progress.add_task(contender.name, total=contender.jobs)
-        source, target = sources(bench)
-        t0_s = time.time()
-        ids = [
-            ours.producer.submit_swap(f"{source}?i={i}", target).id for i in range(contender.jobs)
-        ]
-        tracker = JobRecordTracker(ours.producer.redis, ours.keys, ids)
+        jobs = submit_numbered(bench, ours, contender)
+        task, t0_s, tracker = jobs.task, jobs.t0_s, jobs.tracker
         limiter = RateLimiter(
             ours.producer.redis,
             ours.keys.rate(token_id(bench.token)),

@@ -15,9 +15,8 @@ from urllib.parse import parse_qs, urlsplit
 import redis
 
 from bench.common import analysis
-from bench.common.trackers import JobRecordTracker
 from bench.limiter.contenders import BREAKER_TAG, Contender
-from bench.limiter.harness import Bench, drain, ours_workers, sources
+from bench.limiter.harness import Bench, drain, ours_workers, sources, submit_numbered
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.models import JobRecord, JobState
 
@@ -75,13 +74,8 @@ def run_breaker(bench: Bench, contender: Contender) -> dict[str, Any]:
 def run_deadline(bench: Bench, contender: Contender) -> dict[str, Any]:
     """Jobs that cannot all be served before their deadline: does any call start after it?"""
     with ours_workers(bench, contender) as ours:
-        task = bench.progress.add_task(contender.name, total=contender.jobs)
-        source, target = sources(bench)
-        t0_s = time.time()
-        ids = [
-            ours.producer.submit_swap(f"{source}?i={i}", target).id for i in range(contender.jobs)
-        ]
-        tracker = JobRecordTracker(ours.producer.redis, ours.keys, ids)
+        jobs = submit_numbered(bench, ours, contender)
+        task, t0_s, ids, tracker = jobs.task, jobs.t0_s, jobs.ids, jobs.tracker
         capped = drain(bench, task, lambda: tracker.poll().finished, contender.jobs, t0_s)
         bench.progress.stop_task(task)
         records = [ours.producer.get_job(job_id) for job_id in ids]
