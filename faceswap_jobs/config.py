@@ -18,6 +18,7 @@ DEFAULT_API_BASE_URL = "http://127.0.0.1:8700"
 MAX_SYNC_THREADS = 2000
 """Beyond this a single worker process spends more on thread switching than it saves."""
 CALLBACK_MODE_THREADS = 32
+DEFAULT_JOB_TTL_S = 30 * 86400.0
 
 
 class Settings(BaseSettings):
@@ -30,6 +31,8 @@ class Settings(BaseSettings):
     api_base_url: str = DEFAULT_API_BASE_URL
     api_token: SecretStr = SecretStr("emulator-token")
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_retry_s: float = Field(default=45.0, ge=0, le=3600)
+    """How long a Redis command keeps retrying a lost connection (a restart, a failover)."""
     key_prefix: str = Field(default="faceswap", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
 
     connect_timeout_s: float = Field(default=5.0, gt=0)
@@ -46,7 +49,7 @@ class Settings(BaseSettings):
     time_limit_s: float = Field(default=190.0, gt=0)
     visibility_timeout_s: float = Field(default=3600.0, gt=0)
     result_ttl_s: float = Field(default=7 * 86400.0, gt=0)
-    job_ttl_s: float = Field(default=30 * 86400.0, gt=0)
+    job_ttl_s: float = Field(default=DEFAULT_JOB_TTL_S, gt=0)
 
     rate_per_s: float = Field(default=10.0, gt=0)
     rate_burst: int = Field(default=1, ge=0)

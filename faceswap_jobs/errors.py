@@ -81,6 +81,12 @@ class DeadlineExceededError(FaceSwapError):
     """The job's deadline passed before its next call could start: it fails without a call."""
 
 
+class ServiceUnavailableError(FaceSwapError):
+    """Redis could not be reached within the retry budget; nothing was enqueued or changed."""
+
+    retryable = True
+
+
 class APIError(FaceSwapError):
     """Anything that went wrong talking to the Face Swap API."""
 
@@ -152,6 +158,7 @@ ERROR_TYPES: dict[str, type[FaceSwapError]] = {
         FaceSwapError,
         InvalidSwapRequest,
         DeadlineExceededError,
+        ServiceUnavailableError,
         APIError,
         APIConnectionError,
         AmbiguousCallError,

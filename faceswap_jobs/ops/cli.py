@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import redis
 import typer
+from kombu.exceptions import OperationalError
+from rich.markup import escape
 from rich.table import Table
 
 from faceswap_jobs.config import Settings
-from faceswap_jobs.connections import redis_client
-from faceswap_jobs.errors import FaceSwapError
+from faceswap_jobs.connections import OUTAGE_ERRORS, redis_client, unavailable
+from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest, ServiceUnavailableError
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
 from faceswap_jobs.models import JobRecord
 from faceswap_jobs.ops.batch_cli import backfill_command, batch_app
-from faceswap_jobs.ops.console import console, err_console, load_settings
+from faceswap_jobs.ops.console import (
+    EXIT_UNAVAILABLE,
+    console,
+    err_console,
+    load_settings,
+    printable,
+    run_celery,
+)
+
+SCRAPE_REDIS_RETRY_S = 2.0
+"""A scrape waits this long for Redis, well inside Prometheus's usual 10-s scrape timeout."""
 
 app = typer.Typer(
     help="Face Swap API jobs on Redis + Celery.", no_args_is_help=True, add_completion=False
@@ -40,7 +52,7 @@ def worker(
     from faceswap_jobs.worker.scheduler import SchedulerStep
     from faceswap_jobs.worker.tuning import tune_worker
 
-    settings = load_settings()
+    settings = load_settings(service=True)
     if concurrency is not None:
         settings = settings.model_copy(update={"worker_concurrency": concurrency})
     argv = [
@@ -58,7 +70,7 @@ def worker(
     celery = create_app(settings)
     tune_worker(celery)
     celery.steps["worker"].add(SchedulerStep)
-    celery.worker_main(argv)
+    raise typer.Exit(run_celery(celery, argv))
 
 
 @app.command(
@@ -80,19 +92,18 @@ def flower(
     """Run Flower with basic auth (FACESWAP_FLOWER_USER / FACESWAP_FLOWER_PASSWORD)."""
     from faceswap_jobs.celery_app import create_app
 
-    settings = load_settings()
+    settings = load_settings(service=True)
     if settings.flower_password is None:
         err_console.print("[red]set FACESWAP_FLOWER_PASSWORD: Flower never runs without auth[/red]")
         raise typer.Exit(2)
     credentials = f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
-    create_app(settings).start(
-        [
-            "flower",
-            f"--port={port or settings.flower_port}",
-            f"--address={address or settings.flower_host}",
-            f"--basic-auth={credentials}",
-        ]
-    )
+    argv = [
+        "flower",
+        f"--port={port or settings.flower_port}",
+        f"--address={address or settings.flower_host}",
+        f"--basic-auth={credentials}",
+    ]
+    raise typer.Exit(run_celery(create_app(settings), argv))
 
 
 @app.command()
@@ -112,8 +123,8 @@ def submit(
         job = producer.submit_swap(
             source_image_url, target_image_url, timeout=timeout, idempotency_key=key, queue=queue
         )
-    except FaceSwapError as exc:
-        err_console.print(f"[red]refused:[/red] {exc}")
+    except InvalidSwapRequest as exc:
+        err_console.print(f"[red]refused:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from None
     console.print(job.id)
     if wait is not None:
@@ -267,7 +278,7 @@ def webhook(
     """Run the callback receiver (needs FACESWAP_WEBHOOK_SECRET); stateless, so it scales out."""
     import uvicorn
 
-    settings = load_settings()
+    settings = load_settings(service=True)
     if settings.webhook_secret is None:
         err_console.print("[red]the webhook receiver needs FACESWAP_WEBHOOK_SECRET[/red]")
         raise typer.Exit(2)
@@ -290,19 +301,22 @@ def metrics(
     address: Annotated[str, typer.Option()] = "127.0.0.1",
 ) -> None:
     """Serve Prometheus metrics (calls, jobs, rate, in-flight, breaker, queues) read from Redis."""
-    from prometheus_client import REGISTRY, start_http_server
+    from prometheus_client import CollectorRegistry
 
-    from faceswap_jobs.ops.metrics import RedisStatsCollector
+    from faceswap_jobs.ops.metrics import RedisStatsCollector, serve_metrics
 
-    settings = load_settings()
+    settings = load_settings(service=True).model_copy(
+        update={"redis_retry_s": SCRAPE_REDIS_RETRY_S}
+    )
     lim, lot, client = _limits(settings)
-    REGISTRY.register(RedisStatsCollector(settings, client, lim, lot))
-    server, thread = start_http_server(port, addr=address)
+    registry = CollectorRegistry()
+    registry.register(RedisStatsCollector(settings, client, lim, lot))
+    server = serve_metrics(registry, address, port)
     console.print(f"metrics on http://{address}:{port}/metrics")
     try:
-        thread.join()
+        server.serve_forever()
     except KeyboardInterrupt:
-        server.shutdown()
+        server.server_close()
 
 
 @app.command()
@@ -315,12 +329,25 @@ def demo(
     """Run the whole system on private local services and a set of sample swaps."""
     from faceswap_jobs.ops.demo import run_demo
 
-    code = run_demo(load_settings(), count=count, output=output, time_scale=time_scale, hold=hold)
+    settings = load_settings(service=True)
+    code = run_demo(settings, count=count, output=output, time_scale=time_scale, hold=hold)
     raise typer.Exit(code)
 
 
 def main() -> None:
-    app()
+    """The command line; Redis out of reach is one line and exit code 3, never a traceback."""
+    try:
+        app()
+    except ServiceUnavailableError as exc:
+        _unreachable(exc)
+    except (*OUTAGE_ERRORS, OperationalError) as exc:
+        _unreachable(unavailable(load_settings().redis_url, exc))
+
+
+def _unreachable(exc: ServiceUnavailableError) -> NoReturn:
+    """One unwrapped line, whatever the terminal's width: scripts and supervisors grep it."""
+    sys.stderr.write(printable(exc.message) + "\n")
+    sys.exit(EXIT_UNAVAILABLE)
 
 
 if __name__ == "__main__":

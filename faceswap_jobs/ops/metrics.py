@@ -7,13 +7,18 @@ multiprocess registry and nothing lost when a worker restarts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socketserver
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from faceswap_jobs.config import Settings
+from faceswap_jobs.connections import OUTAGE_ERRORS
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
@@ -89,3 +94,45 @@ class RedisStatsCollector(Collector):
         dlq = GaugeMetricFamily("faceswap_dead_letters", "Jobs in the dead-letter queue")
         dlq.add_metric([], self._r.zcard(self._keys.dead_letters))
         yield dlq
+
+
+REDIS_DOWN = b"""# HELP faceswap_redis_up 1 when Redis answered this scrape, else 0
+# TYPE faceswap_redis_up gauge
+faceswap_redis_up 0
+"""
+REDIS_UP = REDIS_DOWN.replace(b"faceswap_redis_up 0", b"faceswap_redis_up 1")
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+
+
+def metrics_app(
+    registry: CollectorRegistry,
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """`/metrics` from `registry`: 503 with `faceswap_redis_up 0` while Redis is unreachable
+    (so the scrape fails loudly and an alert can say why), 404 on any other path."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/metrics":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found: metrics are at /metrics\n"]
+        try:
+            body, status = generate_latest(registry) + REDIS_UP, "200 OK"
+        except OUTAGE_ERRORS:
+            body, status = REDIS_DOWN, "503 Service Unavailable"
+        start_response(status, [("Content-Type", CONTENT_TYPE_LATEST)])
+        return [body]
+
+    return app
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every few seconds would flood the log."""
+
+
+def serve_metrics(registry: CollectorRegistry, address: str, port: int) -> WSGIServer:
+    return make_server(address, port, metrics_app(registry), _ThreadingServer, _QuietHandler)

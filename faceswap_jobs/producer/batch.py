@@ -19,7 +19,7 @@ from faceswap_jobs.batches.export import export_rows
 from faceswap_jobs.batches.messages import Origin, swap_message
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
 from faceswap_jobs.config import Settings
-from faceswap_jobs.connections import redis_client
+from faceswap_jobs.connections import reaching_redis, redis_client
 from faceswap_jobs.errors import InvalidSwapRequest
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
@@ -34,7 +34,7 @@ class Batch:
         self._settings = settings
         self._r = client
         self._keys = Keys(settings.key_prefix)
-        self._store = BatchStore(client, self._keys)
+        self._store = BatchStore(client, self._keys, settings.job_ttl_s)
         self._jobs = job_store(settings, client)
 
     def __repr__(self) -> str:
@@ -114,9 +114,15 @@ def submit_many(
     `timeout` and `metadata`. The same `id` (or, without one, the same request) in one batch is
     one job and at most one call."""
     settings = settings or Settings()
-    client = client or redis_client(settings)
+    with reaching_redis(settings.redis_url):
+        return _submit_many(items, batch, settings, client or redis_client(settings))
+
+
+def _submit_many(
+    items: Iterable[Mapping[str, Any]], batch: str, settings: Settings, client: redis.Redis
+) -> Batch:
     keys = Keys(settings.key_prefix)
-    store = BatchStore(client, keys)
+    store = BatchStore(client, keys, settings.job_ttl_s)
     store.create(batch, "python:submit_many", "")
     progress = store.progress(batch)
     assert progress is not None

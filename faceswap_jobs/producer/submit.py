@@ -6,6 +6,7 @@ the task by name. Everything is refused before it is enqueued when the input is 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from functools import lru_cache
@@ -15,7 +16,7 @@ from celery import Celery
 
 from faceswap_jobs.celery_app import SWAP_TASK, create_app
 from faceswap_jobs.config import Settings
-from faceswap_jobs.connections import redis_client
+from faceswap_jobs.connections import OUTAGE_ERRORS, reaching_redis, redis_client
 from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest
 from faceswap_jobs.jobs.store import JobStore, job_store
 from faceswap_jobs.models import JobRecord, JobState, SwapResult
@@ -89,6 +90,7 @@ class Producer:
         metadata: dict[str, Any] | None = None,
         queue: QueueName = "interactive",
     ) -> SwapJob:
+        """Validate and enqueue one swap; `ServiceUnavailableError` when Redis stays away."""
         fields = {"source_image_url": source_image_url, "target_image_url": target_image_url,
                   "timeout": timeout}  # fmt: skip
         request = swap_request(fields, read_timeout_s=self.settings.read_timeout_s)
@@ -106,21 +108,27 @@ class Producer:
             idempotency_key=idempotency_key,
             metadata=metadata,
         )
+        with reaching_redis(self.settings.redis_url):
+            return self._enqueue(record)
+
+    def _enqueue(self, record: JobRecord) -> SwapJob:
         if self.store.create(record):
             self._send(record)
-            return SwapJob(job_id, self)
-        existing = self.store.get(job_id)
-        if existing is not None and existing.request != request:
+            return SwapJob(record.id, self)
+        existing = self.store.get(record.id)
+        if existing is not None and existing.request != record.request:
             raise InvalidSwapRequest(
-                f"idempotency key {idempotency_key!r} was already used for a different request"
+                f"idempotency key {record.idempotency_key!r} was already used for a different "
+                "request"
             )
-        stale = existing is not None and now - existing.created_at > RESEND_AFTER_S
-        if stale and existing is not None and not self.store.was_sent(job_id):
+        stale = existing is not None and record.created_at - existing.created_at > RESEND_AFTER_S
+        if stale and existing is not None and not self.store.was_sent(record.id):
             self._send(existing)
-        return SwapJob(job_id, self)
+        return SwapJob(record.id, self)
 
     def get_job(self, job_id: str) -> JobRecord | None:
-        return self.store.get(job_id)
+        with reaching_redis(self.settings.redis_url):
+            return self.store.get(job_id)
 
     def job(self, job_id: str) -> SwapJob:
         return SwapJob(job_id, self)
@@ -145,7 +153,8 @@ class Producer:
                 routing_key=record.queue,
             )
         except Exception:
-            self.store.forget(record.id)
+            with contextlib.suppress(*OUTAGE_ERRORS):
+                self.store.forget(record.id)
             raise
         self.store.mark_sent(record.id)
 
