@@ -15,8 +15,8 @@ from typing import Any
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 
+from faceswap_jobs.call_deadline import CallDeadline, DeadlineAdapter, call_deadline
 from faceswap_jobs.errors import (
     AmbiguousCallError,
     APIConnectionError,
@@ -183,7 +183,7 @@ class FaceSwapClient:
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._session = requests.Session()
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        adapter = DeadlineAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
 
@@ -210,60 +210,62 @@ class FaceSwapClient:
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
-        try:
-            response = self._session.post(
-                self._url,
-                data=json.dumps(payload),
-                headers=headers,
-                timeout=self._timeouts,
-                allow_redirects=False,
-                stream=True,
-            )
-            with response:
-                body = _read_capped(response, time.monotonic() + self._timeouts[1])
-        except FaceSwapError:
-            raise
-        except requests.exceptions.ConnectTimeout:
-            raise APIConnectionError("connect timed out", None, "connect_timeout") from None
-        except requests.exceptions.ReadTimeout:
-            raise AmbiguousCallError(
-                "no answer before the read timeout; the call may have been billed",
-                None,
-                "read_timeout",
-            ) from None
-        except requests.exceptions.ConnectionError as exc:
-            if _never_sent(exc):
-                raise APIConnectionError(
-                    f"could not connect: {_reason(exc)}", None, "connect_failed"
-                ) from None
-            raise AmbiguousCallError(
-                f"connection broken after the request was sent: {_reason(exc)}",
-                None,
-                "connection_reset",
-            ) from None
-        except requests.exceptions.RequestException as exc:
-            raise APIError(f"request failed: {type(exc).__name__}", None, "client_error") from None
+        with call_deadline(self._timeouts[1]) as deadline:
+            try:
+                response = self._session.post(
+                    self._url,
+                    data=json.dumps(payload),
+                    headers=headers,
+                    timeout=self._timeouts,
+                    allow_redirects=False,
+                    stream=True,
+                )
+                with response:
+                    body = _read_capped(response)
+            except (FaceSwapError, requests.exceptions.RequestException) as exc:
+                raise _cut_at(deadline) if deadline.expired else _transport_error(exc) from None
+        if deadline.expired:
+            raise _cut_at(deadline)
         return response.status_code, response.headers, body
 
 
-def _read_capped(response: requests.Response, deadline: float) -> bytes:
-    """The body, at most `MAX_BODY_BYTES`, and not trickled out past the read timeout.
+def _cut_at(deadline: CallDeadline) -> AmbiguousCallError:
+    return AmbiguousCallError(
+        f"no complete answer within {deadline.seconds:g} s; the call may have been billed",
+        None,
+        "read_timeout",
+    )
 
-    `requests` bounds each socket read, not the whole answer; the deadline bounds the body too,
-    so a call cannot outlive the per-job lease under a pool without time limits (threads).
-    """
+
+def _transport_error(exc: Exception) -> FaceSwapError:
+    """What a failed request means for billing: never sent (safe to repeat) or maybe billed."""
+    if isinstance(exc, FaceSwapError):
+        return exc
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return APIConnectionError("connect timed out", None, "connect_timeout")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return AmbiguousCallError(
+            "no answer before the read timeout; the call may have been billed", None, "read_timeout"
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if _never_sent(exc):
+            return APIConnectionError(f"could not connect: {_reason(exc)}", None, "connect_failed")
+        return AmbiguousCallError(
+            f"connection broken after the request was sent: {_reason(exc)}",
+            None,
+            "connection_reset",
+        )
+    return APIError(f"request failed: {type(exc).__name__}", None, "client_error")
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    """The body, at most `MAX_BODY_BYTES` (the call's deadline bounds how long it may take)."""
     chunks: list[bytes] = []
     size = 0
     try:
         for chunk in response.iter_content(chunk_size=8192):
             chunks.append(chunk)
             size += len(chunk)
-            if time.monotonic() > deadline:
-                raise AmbiguousCallError(
-                    "answer still arriving at the read timeout; the call may have been billed",
-                    response.status_code,
-                    "read_timeout",
-                )
             if size > MAX_BODY_BYTES:
                 raise MalformedResponseError(
                     f"answer is larger than {MAX_BODY_BYTES} bytes",
