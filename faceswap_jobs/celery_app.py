@@ -10,15 +10,21 @@ import weakref
 from celery import Celery
 from kombu import Exchange, Queue
 
+from faceswap_jobs import kombu_fix
 from faceswap_jobs.config import Settings
 
 SWAP_TASK = "faceswap.swap"
 """Producers send by name, so they need neither the worker's code nor its secrets."""
 
+RESTORE_SWEEP_S = 5
+"""Seconds between scans for messages whose worker died (past the visibility timeout)."""
+PUBLISH_PAUSE_S = 1.0
+
 _settings_by_app: weakref.WeakKeyDictionary[Celery, Settings] = weakref.WeakKeyDictionary()
 
 
 def create_app(settings: Settings) -> Celery:
+    kombu_fix.apply()
     app = Celery("faceswap_jobs", broker=settings.redis_url, backend=settings.redis_url)
     exchange = Exchange("faceswap", type="direct")
     app.conf.update(
@@ -43,12 +49,23 @@ def create_app(settings: Settings) -> Celery:
         task_time_limit=settings.time_limit_s,
         # Interactive first: a worker asks Redis for its queues in the order it was given them
         # (`--queues interactive,bulk`), so a bulk backlog never delays an application's job.
+        # A dead worker's messages come back within a few seconds of the visibility timeout:
+        # kombu's sweep otherwise scans only every tenth tick (~100 s).
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "queue_order_strategy": "priority",
+            "unacked_restore_interval": RESTORE_SWEEP_S,
+            "unacked_restore_throttle": 1,
+            "retry_on_timeout": True,
         },
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
+        result_backend_transport_options={
+            "visibility_timeout": settings.visibility_timeout_s,
+            "retry_policy": publish_retry_policy(settings.redis_retry_s),
+        },
         broker_connection_retry_on_startup=True,
+        # Sending (a producer's message, a worker's retry) rides through a Redis restart as
+        # long as every other Redis command does.
+        task_publish_retry_policy=publish_retry_policy(settings.redis_retry_s),
         # Flower shows queued, started and retried tasks.
         worker_send_task_events=True,
         task_send_sent_event=True,
@@ -60,6 +77,16 @@ def create_app(settings: Settings) -> Celery:
     )
     _settings_by_app[app] = settings
     return app
+
+
+def publish_retry_policy(budget_s: float) -> dict[str, float]:
+    """Kombu's retry of a failed publish, paced like our Redis clients and as long."""
+    return {
+        "max_retries": int(budget_s / PUBLISH_PAUSE_S) + 1,
+        "interval_start": 0.0,
+        "interval_step": 0.2,
+        "interval_max": PUBLISH_PAUSE_S,
+    }
 
 
 def settings_of(app: Celery) -> Settings:

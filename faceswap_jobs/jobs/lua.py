@@ -87,7 +87,13 @@ if tonumber(ARGV[9]) > 0 then
   redis.call('HINCRBY', KEYS[4], 'jobs:' .. ARGV[2], 1)
   if held[4] then count_batch_end(ARGV[13] .. held[4], ARGV[2]) end
 end
-if ARGV[2] == 'failed' then redis.call('ZADD', KEYS[5], now, id) end
+if ARGV[2] == 'failed' then
+  -- the dead-letter queue keeps a job as long as its record: older entries are trimmed, and
+  -- the set itself expires once no job failed for that long
+  redis.call('ZADD', KEYS[5], now, id)
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[9]) / 1000)
+  redis.call('PEXPIRE', KEYS[5], ARGV[9])
+end
 return {1}
 """
 )
@@ -140,6 +146,27 @@ local at = tonumber(redis.call('HGET', KEYS[1], 'paused_at'))
 if not at then return redis.call('HGET', KEYS[1], 'paused_s') or '0' end
 redis.call('HDEL', KEYS[1], 'paused_at')
 return redis.call('HINCRBYFLOAT', KEYS[1], 'paused_s', math.max(0, tonumber(ARGV[1]) - at))
+"""
+
+START_ATTEMPT = """
+-- KEYS: [1] job hash, [2] history list
+-- ARGV: [1] attempt number, [2] attempt as JSON, [3] started at, [4] history ttl (ms)
+-- Counts the call before it is made. Sent twice (a retry after a lost reply), it counts once:
+-- the job's `calls` already reached this attempt's number.
+if tonumber(redis.call('HGET', KEYS[1], 'calls') or '0') >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'running', 'updated_at', ARGV[3], 'wait_reason', '',
+           'calls', ARGV[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+"""
+
+RENEW_LEASE = """
+-- KEYS: [1] lease key
+-- ARGV: [1] holder token, [2] ttl (ms)
+-- Extends the lease only if we still hold it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 
 RELEASE_LEASE = """

@@ -17,7 +17,7 @@ from faceswap_jobs.config import Settings
 from faceswap_jobs.jobs import record as layout
 from faceswap_jobs.jobs.counters import BATCH_COUNTING_LUA
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.models import JobRecord
+from faceswap_jobs.models import JobRecord, JobState
 
 CREATE = """
 -- KEYS: [1] job hash
@@ -90,6 +90,14 @@ class JobStore:
         if not raw:
             return None
         return layout.decode(raw, history)
+
+    def state(self, job_id: str) -> JobState | None:
+        """Only the job's state (one field): for sweeps that look at many jobs."""
+        state = self._r.hget(self.keys.job(job_id), "state")
+        try:
+            return JobState(state) if state is not None else None
+        except ValueError:
+            return None
 
     def summaries(self, job_ids: list[str]) -> list[dict[str, Any] | None]:
         """`record.SUMMARY_FIELDS` of many jobs in one pipeline (None for a job with no record)."""

@@ -65,10 +65,20 @@ class JobTransitions:
         self._accept = client.register_script(lua.ACCEPT)
         self._unpause = client.register_script(lua.UNPAUSE)
         self._release_lease = client.register_script(lua.RELEASE_LEASE)
+        self._renew_lease = client.register_script(lua.RENEW_LEASE)
+        self._start = client.register_script(lua.START_ATTEMPT)
 
     def acquire_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
-        """Only one worker may call the API for a job at a time; the lease outlives a dead one."""
-        return bool(self._r.set(self.keys.lease(job_id), holder, nx=True, px=ms(ttl_s)))
+        """Only one worker may call the API for a job at a time; the lease outlives a dead one.
+
+        The SET answers the holder it found, so a SET sent again after its reply was lost to a
+        Redis restart still knows the lease is ours."""
+        found = self._r.set(self.keys.lease(job_id), holder, nx=True, px=ms(ttl_s), get=True)
+        return found is None or found == holder
+
+    def renew_lease(self, job_id: str, holder: str, ttl_s: float) -> bool:
+        """Keep a lease alive while its call runs; False when it was lost (expired, taken)."""
+        return bool(self._renew_lease(keys=[self.keys.lease(job_id)], args=[holder, ms(ttl_s)]))
 
     def lease_ttl_s(self, job_id: str) -> float:
         return max(0.0, self._r.pttl(self.keys.lease(job_id)) / 1000.0)
@@ -78,14 +88,10 @@ class JobTransitions:
 
     def start_attempt(self, job_id: str, attempt: Attempt) -> None:
         """Count the call before it is made, so a crash mid-call still shows it happened."""
-        job, history = self.keys.job(job_id), self.keys.history(job_id)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hset(job, mapping={"state": JobState.RUNNING, "updated_at": attempt.started_at,
-                                "wait_reason": ""})  # fmt: skip
-        pipe.hincrby(job, "calls", 1)
-        pipe.rpush(history, attempt.model_dump_json())
-        pipe.pexpire(history, self.store.job_ttl_ms)
-        pipe.execute()
+        keys = [self.keys.job(job_id), self.keys.history(job_id)]
+        args = [attempt.number, attempt.model_dump_json(), attempt.started_at,
+                self.store.job_ttl_ms]  # fmt: skip
+        self._start(keys=keys, args=args)
 
     def end_attempt(self, job_id: str, attempt: Attempt, ending: Ending) -> bool:
         """Close the job's running call as `attempt` and move the job, atomically."""

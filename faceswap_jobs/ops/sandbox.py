@@ -96,27 +96,65 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-@contextlib.contextmanager
-def private_redis(workdir: Path | None = None) -> Iterator[str]:
-    """A redis-server on a free port in a temp dir; yields its URL."""
+def _redis_binary() -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError(
             "redis-server is not installed: `apt-get install redis-server` (or set "
             "FACESWAP_REDIS_URL to a Redis you own)"
         )
-    with tempfile.TemporaryDirectory(prefix="faceswap-redis-", dir=workdir) as tmp:
-        port = free_port()
+    return binary
+
+
+class RedisServer:
+    """A redis-server of our own on a fixed port and dir, which can be killed and started again
+    there: the same URL and, with an append-only file, the same data, as after a real restart."""
+
+    def __init__(self, directory: Path, *, port: int | None = None, aof: bool = False) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._aof = aof
+        self._proc: ManagedProcess | None = None
+
+    def start(self) -> None:
+        appendonly = ["yes", "--appendfsync", "everysec"] if self._aof else ["no"]
         argv = [
-            binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", tmp,
-            "--save", "", "--appendonly", "no", "--protected-mode", "yes",
+            _redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1",
+            "--dir", str(self.directory), "--save", "", "--protected-mode", "yes",
+            "--appendonly", *appendonly,
         ]  # fmt: skip
-        proc = ManagedProcess("redis", argv, Path(tmp) / "redis.log", os.environ)
-        url = f"redis://127.0.0.1:{port}/0"
+        self._proc = ManagedProcess("redis", argv, self.directory / "redis.log", os.environ)
+        client = redis.Redis.from_url(self.url)
         try:
-            client = redis.Redis.from_url(url)
-            wait_until(lambda: bool(client.ping()), 10.0, "redis-server", proc.log_path)
-            client.close()
-            yield url
+            wait_until(lambda: bool(client.ping()), 10.0, "redis-server", self._proc.log_path)
         finally:
-            proc.stop()
+            client.close()
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        """Stop the server with `sig` (SIGTERM: it writes and exits; SIGKILL: a crash)."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, sig)
+        self._proc.stop()
+        self._proc = None
+
+
+@contextlib.contextmanager
+def private_redis(workdir: Path | None = None, *, aof: bool = False) -> Iterator[str]:
+    """A redis-server on a free port in a temp dir; yields its URL."""
+    with redis_server(workdir, aof=aof) as server:
+        yield server.url
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path | None = None, *, aof: bool = False) -> Iterator[RedisServer]:
+    """A `RedisServer` in a temp dir, started, and stopped on exit."""
+    with tempfile.TemporaryDirectory(prefix="faceswap-redis-", dir=workdir) as tmp:
+        server = RedisServer(Path(tmp), aof=aof)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

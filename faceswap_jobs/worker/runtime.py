@@ -25,6 +25,7 @@ from faceswap_jobs.jobs.transitions import JobTransitions
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
 from faceswap_jobs.policy import RetryConfig
+from faceswap_jobs.worker.leases import LeaseKeeper
 
 
 @dataclass
@@ -39,17 +40,19 @@ class Runtime:
     parking: ParkingLot
     settlement: Settlement
     batches: BatchStore
+    leases: LeaseKeeper
     rng: random.Random = field(default_factory=random.Random)
 
     @classmethod
     def build(cls, settings: Settings, app: Celery) -> Runtime:
         client = redis_client(settings)
         store = job_store(settings, client)
+        jobs = JobTransitions(client, store)
         return cls(
             settings=settings,
             redis=client,
             store=store,
-            jobs=JobTransitions(client, store),
+            jobs=jobs,
             client=FaceSwapClient(
                 settings.swap_url,
                 settings.api_token.get_secret_value(),
@@ -61,8 +64,19 @@ class Runtime:
             limits=Limits.from_settings(settings, client),
             parking=ParkingLot(client, Keys(settings.key_prefix)),
             settlement=build_settlement(settings, client, app),
-            batches=BatchStore(client, Keys(settings.key_prefix)),
+            batches=BatchStore(client, Keys(settings.key_prefix), settings.job_ttl_s),
+            leases=LeaseKeeper(jobs, lease_ttl(settings)),
         )
+
+
+LEASE_MARGIN_S = 5.0
+"""Seconds a call lease outlives the hard time limit, so a live call never loses its lease."""
+
+
+def lease_ttl(settings: Settings) -> float:
+    """A job's lease: renewed while its call runs, so it only needs to outlive a dead worker's
+    last renewal by the time its message takes to come back."""
+    return settings.time_limit_s + LEASE_MARGIN_S
 
 
 _lock = threading.Lock()

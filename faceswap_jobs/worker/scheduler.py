@@ -18,6 +18,7 @@ from celery import Celery, bootsteps
 from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.runtime import Runtime, runtime_for
+from faceswap_jobs.worker.stranded import StrandedMessages
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,16 @@ CLAIM_S = 60.0
 """How long a claimed job is hidden from other schedulers while this one sends it."""
 BATCH = 500
 """Most jobs sent or released per tick, so one tick stays short."""
+SWEEP_EVERY_S = 5.0
+"""Seconds between looks for messages a worker left behind (`worker.stranded`)."""
 
 
 class Scheduler:
     def __init__(self, app: Celery, rt: Runtime) -> None:
         self.app, self.rt = app, rt
+        queues = (rt.settings.interactive_queue, rt.settings.bulk_queue)
+        self.stranded = StrandedMessages(rt.redis, rt.jobs, queues)
+        self._next_sweep = 0.0
 
     def tick(self) -> int:
         """One pass; returns how many jobs were sent back to their queue."""
@@ -51,6 +57,9 @@ class Scheduler:
             self.rt.parking.done(job_id, claim)
         self._release_paused()
         self.rt.settlement.reconcile()
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+            self.stranded.sweep()
         return sent
 
     def _release_paused(self) -> None:

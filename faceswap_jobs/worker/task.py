@@ -15,24 +15,25 @@ import uuid
 from typing import Any, NoReturn
 
 from celery import Task, shared_task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+from kombu.exceptions import OperationalError
 
 from faceswap_jobs.batches.messages import Origin
 from faceswap_jobs.callbacks.signing import callback_url
 from faceswap_jobs.celery_app import SWAP_TASK
+from faceswap_jobs.connections import OUTAGE_ERRORS
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
 from faceswap_jobs.jobs.transitions import Ending
 from faceswap_jobs.limits import Admission
-from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
+from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, SwapResult
 from faceswap_jobs.policy import Action, next_step
 from faceswap_jobs.validation import check_metadata
 from faceswap_jobs.worker.deadline import expire_if_late
-from faceswap_jobs.worker.runtime import Runtime, runtime_for
+from faceswap_jobs.worker.outcome import recorded
+from faceswap_jobs.worker.runtime import LEASE_MARGIN_S, Runtime, runtime_for
 
 log = logging.getLogger(__name__)
 
-LEASE_MARGIN_S = 5.0
-"""Seconds a call lease outlives the hard time limit, so a live call never loses its lease."""
 _HOST = socket.gethostname()
 
 
@@ -54,7 +55,24 @@ def swap(
     """Call the API once for `job_id`, then succeed, fail, or schedule the next try.
 
     `origin` and `metadata` come with bulk jobs, whose record the worker writes on first sight
-    (the enqueuer writes only the message)."""
+    (the enqueuer writes only the message). Redis away for longer than every retry: the message
+    goes back to its queue (or, if even that fails, to the broker's unacked set, which restores
+    it after the visibility timeout), never acknowledged for a job that did not end."""
+    try:
+        return _swap(self, job_id, request, origin, metadata)
+    except (*OUTAGE_ERRORS, OperationalError) as exc:
+        log.warning("job %s: Redis unreachable (%s); its message goes back to the queue", job_id,
+                    type(exc).__name__)  # fmt: skip
+        raise Reject(exc, requeue=True) from None
+
+
+def _swap(
+    self: Task,
+    job_id: str,
+    request: dict[str, Any],
+    origin: dict[str, Any] | None,
+    metadata: dict[str, Any] | None,
+) -> dict[str, Any]:
     rt = runtime_for(self.app)
     row = Origin.from_arg(origin)
     if row is not None and rt.store.get(job_id) is None and rt.batches.is_cancelled(row.batch):
@@ -73,15 +91,16 @@ def swap(
         raise record.error() or FaceSwapError(f"job {job_id} is {record.state}")
 
     holder = f"{_HOST}:{uuid.uuid4().hex}"
-    lease_s = rt.settings.time_limit_s + LEASE_MARGIN_S
+    lease_s = rt.leases.ttl_s
     if not rt.jobs.acquire_lease(job_id, holder, lease_s):
         wait_s = min(rt.jobs.lease_ttl_s(job_id) + 1.0, rt.settings.max_countdown_s)
         log.info("job %s is being called by another worker; checking in %.1fs", job_id, wait_s)
         raise self.retry(countdown=wait_s)
     try:
-        return _call_under_lease(self, rt, job_id, holder)
+        with rt.leases.held(job_id, holder):
+            return _call_under_lease(self, rt, job_id, holder)
     finally:
-        rt.jobs.release_lease(job_id, holder)
+        recorded(lambda: rt.jobs.release_lease(job_id, holder))
 
 
 def _load_or_adopt(
@@ -171,17 +190,23 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
                 "soft_time_limit",
             ) from None
     except FaceSwapError as exc:
-        rt.limits.release(admission)
-        _after_failure(task, rt, record, attempt, exc, admission)
+        failure = exc
+        recorded(lambda: _after_failure(task, rt, record, attempt, failure, admission))
         raise
     if callback_base:
-        _await_callback(task, rt, record, attempt, api_task_id, admission)
-    rt.limits.release(admission)
-    rt.limits.on_success(admission)
+        recorded(lambda: _await_callback(task, rt, record, attempt, api_task_id, admission))
     done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
-    rt.jobs.end_attempt(job_id, done, Ending(JobState.SUCCEEDED, "succeeded", result=result))
+    recorded(lambda: _end_succeeded(rt, job_id, done, admission, result))
     log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1)
     return result.model_dump()
+
+
+def _end_succeeded(
+    rt: Runtime, job_id: str, done: Attempt, admission: Admission, result: SwapResult
+) -> None:
+    rt.limits.release(admission)
+    rt.limits.on_success(admission)
+    rt.jobs.end_attempt(job_id, done, Ending(JobState.SUCCEEDED, "succeeded", result=result))
 
 
 def _await_callback(
@@ -260,6 +285,7 @@ def _after_failure(
     admission: Admission,
 ) -> None:
     """Tell the limits, record the failed call, and either raise `Retry` / `Ignore` or return."""
+    rt.limits.release(admission)
     if isinstance(exc, RateLimitedError):
         rt.limits.on_rate_limited(admission, exc.retry_after_s)
     elif exc.opens_breaker:
