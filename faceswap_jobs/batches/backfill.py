@@ -98,7 +98,7 @@ def backfill(
     on_wait: Callable[[int], None] | None = None,
 ) -> BackfillResult:
     keys = Keys(settings.key_prefix)
-    batches = BatchStore(client, keys)
+    batches = BatchStore(client, keys, settings.job_ttl_s)
     source, print_ = str(path.resolve()), fingerprint(path)
     if not batches.create(batch, source, print_):
         known = batches.source_of(batch)

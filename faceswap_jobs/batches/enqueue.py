@@ -191,6 +191,7 @@ class Enqueuer:
         pipe.hincrby(key, "rejected", len(rejects))
         pipe.hset(key, mapping={"cursor_offset": last.end_offset, "cursor_line": last.next_line})
         pipe.expire(self._keys.batch_lock(batch), LOCK_TTL_S)
+        self._batches.keep(pipe, batch)
         pipe.execute()
         done.rows += len(chunk)
         done.enqueued += len(messages)

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 
+from faceswap_jobs.config import DEFAULT_JOB_TTL_S
 from faceswap_jobs.jobs.counters import BATCH_COUNTING_LUA
 from faceswap_jobs.keys import Keys
 
@@ -152,9 +153,11 @@ class BatchProgress:
 class BatchStore:
     """Reads and writes batches; the enqueuer, workers and the CLI share it."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, ttl_s: float = DEFAULT_JOB_TTL_S) -> None:
         self._r = client
         self._keys = keys
+        self._ttl_ms = int(ttl_s * 1000)
+        """A batch's keys live as long as its jobs: refreshed at each write of its rows."""
         pool = client.connection_pool
         kwargs = dict(pool.connection_kwargs, decode_responses=False)
         self._bytes = redis.Redis(
@@ -201,7 +204,11 @@ class BatchStore:
             pipe = self._r.pipeline(transaction=True)
             pipe.hset(self._keys.batch(name), mapping={"fingerprint": fingerprint,
                                                        "created_at": now})  # fmt: skip
-            pipe.zadd(self._keys.batch_index, {name: now})
+            pipe.pexpire(self._keys.batch(name), self._ttl_ms)
+            index = self._keys.batch_index
+            pipe.zadd(index, {name: now})
+            pipe.zremrangebyscore(index, "-inf", now - self._ttl_ms / 1000)
+            pipe.pexpire(index, self._ttl_ms)
             pipe.execute()
         return bool(created)
 
@@ -221,8 +228,14 @@ class BatchStore:
                 ROW.pack(job_id.bytes if job_id else NO_JOB, line) for job_id, line in take
             )
             pipe.setrange(self._keys.batch_rows(name, segment), offset * ROW.size, packed)
+            pipe.pexpire(self._keys.batch_rows(name, segment), self._ttl_ms)
             position += len(take)
             rows = rows[len(take) :]
+
+    def keep(self, pipe: redis.client.Pipeline, name: str) -> None:
+        """Append to `pipe` the refresh of the batch's own keys' time to live."""
+        pipe.pexpire(self._keys.batch(name), self._ttl_ms)
+        pipe.pexpire(self._keys.batch_rejects(name), self._ttl_ms)
 
     def rows(
         self, name: str, start: int = 0, count: int | None = None, chunk: int = 5000

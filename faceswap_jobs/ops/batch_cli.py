@@ -60,7 +60,7 @@ def backfill_command(
 
     Rows stream in constant memory; invalid rows go to the rejects file with line and reason.
     Run it again after a crash or Ctrl-C: it continues where the batch stopped."""
-    settings = load_settings()
+    settings = load_settings(service=True)
     rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
     try:
         if dry_run_only:
@@ -108,7 +108,7 @@ def _backfill(settings: Settings, file: Path, batch: str, rejects_path: Path) ->
 def list_batches() -> None:
     """Batches, newest first, with their progress."""
     settings = load_settings()
-    store = BatchStore(redis_client(settings), Keys(settings.key_prefix))
+    store = BatchStore(redis_client(settings), Keys(settings.key_prefix), settings.job_ttl_s)
     table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "rejected",
                   "rows/s", "ETA")  # fmt: skip
     for name in store.names():
@@ -258,7 +258,9 @@ def _sheet_row(row: dict[str, object]) -> SheetRow:
 
 def _progress(name: str) -> BatchProgress:
     settings = load_settings()
-    progress = BatchStore(redis_client(settings), Keys(settings.key_prefix)).progress(name)
+    progress = BatchStore(
+        redis_client(settings), Keys(settings.key_prefix), settings.job_ttl_s
+    ).progress(name)
     if progress is None:
         err_console.print(f"[red]no batch named {name!r}[/red]")
         raise typer.Exit(2)
