@@ -31,9 +31,17 @@ import requests
 from bench.common.stack import Emulator, emulator
 from faceswap_jobs.config import Settings
 from faceswap_jobs.models import JobRecord
-from faceswap_jobs.ops.sandbox import ManagedProcess, RedisServer, python_module, wait_until
+from faceswap_jobs.ops.sandbox import (
+    ManagedProcess,
+    RedisServer,
+    free_port,
+    python_module,
+    wait_until,
+)
 from faceswap_jobs.producer.submit import Producer
 
+CALLBACK_WAIT_S = 20.0
+"""How long the drill's workers wait for a callback before resubmitting (default 300 s)."""
 DEPLOY_GRACE_S = 60.0
 """What a deploy gives an old worker to finish (Kubernetes' terminationGracePeriodSeconds)."""
 BILLED = ("success", "accepted")
@@ -88,6 +96,13 @@ class Drill:
         )  # fmt: skip
         return worker
 
+    def start_receiver(self) -> None:
+        """The callback receiver, on the port the workers name in their callback URLs."""
+        port = self.env["FACESWAP_WEBHOOK_PORT"]
+        argv = python_module("faceswap_jobs", "webhook")
+        self.receiver = ManagedProcess("receiver", argv, self.logs / "receiver.log", self.env)
+        wait_until(lambda: _answers(f"http://127.0.0.1:{port}/"), 30.0, "receiver", None)
+
     def retire(self, worker: ManagedProcess) -> ManagedProcess:
         """The drill stops this worker on purpose: its exit is not counted as a failure."""
         self.workers.remove(worker)
@@ -139,6 +154,8 @@ class DrillResult:
     worker_exits: list[tuple[str, int | None]]
     redelivered_after_s: float | None = None
     """From the fault to the last interrupted call taken up again (its message redelivered)."""
+    callbacks_undelivered: int | None = None
+    """Callbacks the emulator could not deliver (callback drills): each costs a resubmission."""
 
     @property
     def held(self) -> bool:
@@ -171,6 +188,8 @@ def run(scenario: Scenario, workdir: Path) -> DrillResult:
         ledger = drill.emulator.ledger()
         result = _account(scenario, records, ledger, finished_s, drill.exits)
         result.redelivered_after_s = _redelivered_after(records, drill.fault_wall)
+        if scenario.callback:
+            result.callbacks_undelivered = _undelivered_callbacks(drill.emulator)
         return result
 
 
@@ -189,6 +208,12 @@ def system(scenario: Scenario, workdir: Path) -> Iterator[Drill]:
             requests.put(f"{emu.base_url}/_emulator/config", json=config, timeout=5)
             env = {**os.environ, **WORKER_ENV, **scenario.env, "FACESWAP_REDIS_URL": server.url,
                    "FACESWAP_API_BASE_URL": emu.base_url, "FACESWAP_API_TOKEN": token}  # fmt: skip
+            receiver_port = free_port()
+            if scenario.callback:
+                env |= {"FACESWAP_CALLBACK_BASE_URL": f"http://127.0.0.1:{receiver_port}",
+                        "FACESWAP_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+                        "FACESWAP_WEBHOOK_PORT": str(receiver_port),
+                        "FACESWAP_CALLBACK_WAIT_S": str(CALLBACK_WAIT_S)}  # fmt: skip
             producer = Producer(Settings(redis_url=server.url))
             argv = python_module(
                 "faceswap_jobs", "worker", f"--pool={scenario.pool}",
@@ -196,6 +221,8 @@ def system(scenario: Scenario, workdir: Path) -> Iterator[Drill]:
             )  # fmt: skip
             drill = Drill(server, emu, producer, workdir, env, argv)
             try:
+                if scenario.callback:
+                    drill.start_receiver()
                 for _ in range(scenario.workers):
                     drill.start_worker()
                 yield drill
@@ -283,6 +310,12 @@ def _account(
     )
 
 
+def _undelivered_callbacks(emu: Emulator) -> int:
+    response = requests.get(f"{emu.base_url}/_emulator/callbacks", timeout=30)
+    deliveries = response.json()["deliveries"]
+    return sum(1 for d in deliveries if d["status"] is None or d["status"] >= 300)
+
+
 def _redelivered_after(records: list[JobRecord | None], fault_wall: float) -> float | None:
     taken_up = [
         attempt.ended_at
@@ -333,6 +366,36 @@ def deploy(drill: Drill) -> None:
         drill.exits.append((old.name, old.proc.returncode))
 
 
+def restart_redis_twice(pause_s: float) -> Callable[[Drill], None]:
+    """Redis stopped with SIGTERM and back after 5 s, then `pause_s` later killed with SIGKILL
+    and back after 5 s: the acceptance drill of the reliability work."""
+
+    def fault(drill: Drill) -> None:
+        restart_redis(signal.SIGTERM, 5.0)(drill)
+        time.sleep(pause_s)
+        restart_redis(signal.SIGKILL, 5.0)(drill)
+
+    return fault
+
+
+def restart_receiver(down_s: float) -> Callable[[Drill], None]:
+    """SIGKILL the callback receiver, keep it down `down_s`, start it again."""
+
+    def fault(drill: Drill) -> None:
+        assert drill.receiver is not None
+        os.killpg(drill.receiver.pid, signal.SIGKILL)
+        drill.receiver.stop()
+        time.sleep(down_s)
+        drill.start_receiver()
+
+    return fault
+
+
+def _answers(url: str) -> bool:
+    """True once anything answers HTTP at `url` (the receiver answers 404 on `/`)."""
+    return requests.get(url, timeout=1.0).status_code < 500
+
+
 def restart_redis(sig: signal.Signals, down_s: float) -> Callable[[Drill], None]:
     """Stop Redis with `sig`, keep it down `down_s`, start it again on its port and data."""
 
@@ -344,6 +407,9 @@ def restart_redis(sig: signal.Signals, down_s: float) -> Callable[[Drill], None]
     return fault
 
 
+DEFAULT_TIMEOUTS = {"FACESWAP_READ_TIMEOUT_S": "150", "FACESWAP_SOFT_TIME_LIMIT_S": "170",
+                    "FACESWAP_TIME_LIMIT_S": "190"}  # fmt: skip
+"""The shipped timeouts (and visibility timeout), for the drill that keeps every job in flight."""
 VISIBILITY_S = 12
 """The drills' visibility timeout: short, so a dead worker's messages come back within one."""
 
@@ -358,6 +424,15 @@ def scenarios(jobs: int) -> dict[str, Scenario]:
     return {
         "redis-sigterm": Scenario("redis-sigterm", restart_redis(signal.SIGTERM, 5.0), jobs),
         "redis-sigkill": Scenario("redis-sigkill", restart_redis(signal.SIGKILL, 5.0), jobs),
+        "redis-twice-in-flight": Scenario(
+            "redis-twice-in-flight",
+            restart_redis_twice(10.0),
+            jobs,
+            concurrency=max(64, jobs // 2),
+            latency_s=(20.0, 40.0),
+            fault_after_calls=jobs,
+            env=DEFAULT_TIMEOUTS,
+        ),
         "worker-sigkill-threads": Scenario(
             "worker-sigkill-threads", kill_worker(child=False), jobs, env=short
         ),
@@ -381,4 +456,7 @@ def scenarios(jobs: int) -> dict[str, Scenario]:
         ),
         "deploy-sigterm": Scenario("deploy-sigterm", deploy, jobs, env=short),
         "fault-mix": Scenario("fault-mix", lambda drill: None, jobs, faults=fault_mix),
+        "receiver-restart": Scenario(
+            "receiver-restart", restart_receiver(10.0), jobs, callback=True, env=short
+        ),
     }
