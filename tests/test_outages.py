@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from faceswap_jobs.callbacks.signing import callback_url
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import FaceSwapError, ServiceUnavailableError
 from faceswap_jobs.ops.sandbox import (
@@ -127,3 +128,26 @@ def test_a_worker_celery_stops_on_an_error_exits_non_zero(server: RedisServer) -
     )  # fmt: skip
     assert "Unrecoverable error" in done.stderr + done.stdout, done.stderr[-2000:]
     assert done.returncode != 0
+
+
+def test_the_receiver_stays_up_and_answers_503_while_redis_is_away(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    port, secret = free_port(), "a-webhook-secret-of-32-characters"
+    env = {**os.environ, "FACESWAP_REDIS_URL": server.url, "FACESWAP_WEBHOOK_SECRET": secret,
+           "FACESWAP_WEBHOOK_PORT": str(port), "FACESWAP_REDIS_RETRY_S": "2"}  # fmt: skip
+    receiver = ManagedProcess(
+        "receiver", python_module("faceswap_jobs", "webhook"), tmp_path / "receiver.log", env
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: requests.get(f"{base}/healthz", timeout=5).ok, 30.0, "receiver", None)
+        server.stop(signal.SIGKILL)
+        health = requests.get(f"{base}/healthz", timeout=30)
+        assert health.status_code == 200 and health.json() == {"ok": True, "redis": False}
+        body = {"success": True, "task_id": "t-1", "image_url": "https://cdn.example.com/r.png"}
+        answer = requests.post(callback_url(base, secret, "job-1"), json=body, timeout=30)
+        assert answer.status_code == 503
+        assert receiver.alive()
+    finally:
+        receiver.stop()
