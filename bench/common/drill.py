@@ -421,42 +421,19 @@ def scenarios(jobs: int) -> dict[str, Scenario]:
              "FACESWAP_TIME_LIMIT_S": "10", "FACESWAP_MAX_COUNTDOWN_S": "10",
              "FACESWAP_RETRY_AFTER_CAP_S": "1", "FACESWAP_BACKOFF_CAP_S": "2"}  # fmt: skip
     fault_mix = {"fault_500": 0.1, "fault_429": 0.05, "fault_reset": 0.02}
-    return {
-        "redis-sigterm": Scenario("redis-sigterm", restart_redis(signal.SIGTERM, 5.0), jobs),
-        "redis-sigkill": Scenario("redis-sigkill", restart_redis(signal.SIGKILL, 5.0), jobs),
-        "redis-twice-in-flight": Scenario(
-            "redis-twice-in-flight",
-            restart_redis_twice(10.0),
-            jobs,
-            concurrency=max(64, jobs // 2),
-            latency_s=(20.0, 40.0),
-            fault_after_calls=jobs,
-            env=DEFAULT_TIMEOUTS,
-        ),
-        "worker-sigkill-threads": Scenario(
-            "worker-sigkill-threads", kill_worker(child=False), jobs, env=short
-        ),
-        "worker-sigkill-prefork": Scenario(
-            "worker-sigkill-prefork",
-            kill_worker(child=False),
-            jobs,
-            pool="prefork",
-            concurrency=4,
-            latency_s=(0.5, 1.5),
-            env=short,
-        ),
-        "child-sigkill-prefork": Scenario(
-            "child-sigkill-prefork",
-            kill_worker(child=True),
-            jobs,
-            pool="prefork",
-            concurrency=4,
-            latency_s=(0.5, 1.5),
-            env=short,
-        ),
-        "deploy-sigterm": Scenario("deploy-sigterm", deploy, jobs, env=short),
-        "fault-mix": Scenario("fault-mix", lambda drill: None, jobs, faults=fault_mix),
-        "receiver-restart": Scenario(
-            "receiver-restart", restart_receiver(10.0), jobs, callback=True, env=short
-        ),
-    }
+    prefork: dict[str, Any] = {"pool": "prefork", "concurrency": 4, "latency_s": (0.5, 1.5),
+                               "env": short}  # fmt: skip
+    every = [
+        Scenario("redis-sigterm", restart_redis(signal.SIGTERM, 5.0), jobs),
+        Scenario("redis-sigkill", restart_redis(signal.SIGKILL, 5.0), jobs),
+        Scenario("redis-twice-in-flight", restart_redis_twice(10.0), jobs,
+                 concurrency=max(64, jobs // 2), latency_s=(20.0, 40.0),
+                 fault_after_calls=jobs, env=DEFAULT_TIMEOUTS),
+        Scenario("worker-sigkill-threads", kill_worker(child=False), jobs, env=short),
+        Scenario("worker-sigkill-prefork", kill_worker(child=False), jobs, **prefork),
+        Scenario("child-sigkill-prefork", kill_worker(child=True), jobs, **prefork),
+        Scenario("deploy-sigterm", deploy, jobs, env=short),
+        Scenario("fault-mix", lambda drill: None, jobs, faults=fault_mix),
+        Scenario("receiver-restart", restart_receiver(10.0), jobs, callback=True, env=short),
+    ]  # fmt: skip
+    return {scenario.name: scenario for scenario in every}
