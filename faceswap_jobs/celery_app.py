@@ -16,8 +16,6 @@ from faceswap_jobs.config import Settings
 SWAP_TASK = "faceswap.swap"
 """Producers send by name, so they need neither the worker's code nor its secrets."""
 
-RESTORE_SWEEP_S = 5
-"""Seconds between scans for messages whose worker died (past the visibility timeout)."""
 PUBLISH_PAUSE_S = 1.0
 
 _settings_by_app: weakref.WeakKeyDictionary[Celery, Settings] = weakref.WeakKeyDictionary()
@@ -49,13 +47,12 @@ def create_app(settings: Settings) -> Celery:
         task_time_limit=settings.time_limit_s,
         # Interactive first: a worker asks Redis for its queues in the order it was given them
         # (`--queues interactive,bulk`), so a bulk backlog never delays an application's job.
-        # A dead worker's messages come back within a few seconds of the visibility timeout:
-        # kombu's sweep otherwise scans only every tenth tick (~100 s).
+        # A dead worker's messages are put back by `worker.stranded` (to the front of their
+        # queue, within seconds of the visibility timeout); kombu's own sweep (~100 s, to the
+        # back of the queue) stays as the fallback for workers without it.
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "queue_order_strategy": "priority",
-            "unacked_restore_interval": RESTORE_SWEEP_S,
-            "unacked_restore_throttle": 1,
             "retry_on_timeout": True,
         },
         result_backend_transport_options={

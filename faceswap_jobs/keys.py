@@ -67,6 +67,12 @@ class Keys:
         return f"{self.prefix}:callbacks:waiting"
 
     @property
+    def unclaimed(self) -> str:
+        """Sorted set of job ids whose message was sent and no worker has taken yet (score: when
+        sent): a message Redis lost in a crash (popped, never delivered) shows up here."""
+        return f"{self.prefix}:unclaimed"
+
+    @property
     def stats(self) -> str:
         """Hash of counters every worker increments (calls by outcome, jobs by end state)."""
         return f"{self.prefix}:stats"

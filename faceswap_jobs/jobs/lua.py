@@ -164,8 +164,11 @@ return 1
 RENEW_LEASE = """
 -- KEYS: [1] lease key
 -- ARGV: [1] holder token, [2] ttl (ms)
--- Extends the lease only if we still hold it.
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+-- Extends the lease if we hold it, takes it again if it lapsed (Redis was away longer than its
+-- time to live); returns 0 only when someone else holds it.
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not holder then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
 return 0
 """
 

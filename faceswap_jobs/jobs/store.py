@@ -9,6 +9,7 @@ limiter nor anything else of the worker, so application code that only enqueues 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis
@@ -76,8 +77,25 @@ class JobStore:
         """Remove a job that could not be enqueued, so submitting it again starts clean."""
         self._r.delete(self.keys.job(job_id), self.keys.history(job_id))
 
-    def mark_sent(self, job_id: str) -> None:
-        self._r.hset(self.keys.job(job_id), layout.SENT, "1")
+    def mark_sent(self, job_id: str, *, taken: bool = False) -> None:
+        """The job's message is in its queue; it stays `unclaimed` until a worker takes it
+        (`taken`: a worker is writing this as it takes the message)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hset(self.keys.job(job_id), layout.SENT, "1")
+        if not taken:
+            pipe.zadd(self.keys.unclaimed, {job_id: time.time()})
+            pipe.pexpire(self.keys.unclaimed, self.job_ttl_ms)
+        pipe.execute()
+
+    def claim(self, job_id: str) -> None:
+        """A worker took the job's message."""
+        self._r.zrem(self.keys.unclaimed, job_id)
+
+    def unclaimed(self, sent_before: float, limit: int) -> list[str]:
+        """Jobs whose message was sent before `sent_before` and that no worker has taken."""
+        return list(
+            self._r.zrangebyscore(self.keys.unclaimed, "-inf", sent_before, start=0, num=limit)
+        )
 
     def was_sent(self, job_id: str) -> bool:
         return self._r.hget(self.keys.job(job_id), layout.SENT) == "1"

@@ -65,19 +65,12 @@ class Runtime:
             parking=ParkingLot(client, Keys(settings.key_prefix)),
             settlement=build_settlement(settings, client, app),
             batches=BatchStore(client, Keys(settings.key_prefix), settings.job_ttl_s),
-            leases=LeaseKeeper(jobs, lease_ttl(settings)),
+            leases=LeaseKeeper(jobs, settings.lease_ttl_s),
         )
 
 
 LEASE_MARGIN_S = 5.0
-"""Seconds a call lease outlives the hard time limit, so a live call never loses its lease."""
-
-
-def lease_ttl(settings: Settings) -> float:
-    """A job's lease: renewed while its call runs, so it only needs to outlive a dead worker's
-    last renewal by the time its message takes to come back."""
-    return settings.time_limit_s + LEASE_MARGIN_S
-
+"""Seconds an in-flight slot outlives a callback wait, so the slot is not freed before it."""
 
 _lock = threading.Lock()
 _runtimes: dict[tuple[int, int], Runtime] = {}

@@ -16,6 +16,7 @@ import redis
 from celery import Celery, bootsteps
 
 from faceswap_jobs.celery_app import SWAP_TASK
+from faceswap_jobs.models import JobRecord, JobState
 from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.runtime import Runtime, runtime_for
 from faceswap_jobs.worker.stranded import StrandedMessages
@@ -28,6 +29,9 @@ CLAIM_S = 60.0
 BATCH = 500
 """Most jobs sent or released per tick, so one tick stays short."""
 SWEEP_EVERY_S = 5.0
+UNCLAIMED_AFTER_LEASES = 2
+"""A sent message no worker took for this many lease lifetimes (60 s by default), its queue
+empty, was lost: a live worker takes a message within seconds of it reaching the front."""
 """Seconds between looks for messages a worker left behind (`worker.stranded`)."""
 
 
@@ -35,7 +39,9 @@ class Scheduler:
     def __init__(self, app: Celery, rt: Runtime) -> None:
         self.app, self.rt = app, rt
         queues = (rt.settings.interactive_queue, rt.settings.bulk_queue)
-        self.stranded = StrandedMessages(rt.redis, rt.jobs, queues)
+        self.stranded = StrandedMessages(
+            rt.redis, rt.jobs, queues, rt.settings.visibility_timeout_s
+        )
         self._next_sweep = 0.0
 
     def tick(self) -> int:
@@ -46,13 +52,7 @@ class Scheduler:
             record = self.rt.store.get(job_id)
             due = record is not None and not expire_if_late(self.rt, record)
             if due and record is not None and self.rt.jobs.requeue(job_id, now):
-                self.app.send_task(
-                    SWAP_TASK,
-                    args=[job_id, record.request.body()],
-                    task_id=job_id,
-                    queue=record.queue,
-                    routing_key=record.queue,
-                )
+                self._send(record)
                 sent += 1
             self.rt.parking.done(job_id, claim)
         self._release_paused()
@@ -60,7 +60,33 @@ class Scheduler:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
             self.stranded.sweep()
+            self._resend_lost(now)
         return sent
+
+    def _send(self, record: JobRecord) -> None:
+        self.app.send_task(
+            SWAP_TASK,
+            args=[record.id, record.request.body()],
+            task_id=record.id,
+            queue=record.queue,
+            routing_key=record.queue,
+        )
+        self.rt.store.mark_sent(record.id)
+
+    def _resend_lost(self, now: float) -> None:
+        """Send again the messages Redis lost: a crash between a worker's BRPOP and its reply
+        pops a message that no worker receives. A job still `queued`, sent more than
+        two lease lifetimes ago, no worker having taken it, while its queue is empty (so it
+        is not simply waiting its turn), has no message left. A resend that meets a message
+        after all costs a redundant delivery, which the job's lease and state make harmless."""
+        sent_before = now - UNCLAIMED_AFTER_LEASES * self.rt.settings.lease_ttl_s
+        for job_id in self.rt.store.unclaimed(sent_before, BATCH):
+            record = self.rt.store.get(job_id)
+            if record is None or record.state is not JobState.QUEUED:
+                self.rt.store.claim(job_id)
+            elif self.rt.redis.llen(record.queue) == 0:
+                log.warning("job %s: its message was lost; sending it again", job_id)
+                self._send(record)
 
     def _release_paused(self) -> None:
         _, paused = self.rt.parking.counts()

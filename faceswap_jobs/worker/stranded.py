@@ -13,10 +13,12 @@ message was delivered more than `STRANDED_AFTER_S` ago, has nobody; its message 
 the front of its queue, and so does one whose call shows `running` with no lease (its worker
 died: the lease outlives it by its time to live, and the next run records the call as
 `interrupted`). A message of a finished job is only a leftover and is dropped. A job whose
-lease is held is left alone. Each move is one script that checks the entry is
-unchanged, so two workers sweeping at once move a message once; a sweep that restores a
-message some worker still holds costs one redundant delivery, which the job's lease and state
-turn into no call.
+lease is held is left alone, until its message is past the visibility timeout: then it goes
+back whatever the state, as kombu would do, but to the front of its queue (kombu's own sweep
+puts it at the back, behind the whole backlog, and runs only every ~100 s). Each move is one
+script that checks the entry is unchanged, so two workers sweeping at once move a message
+once; a sweep that restores a message some worker still holds costs one redundant delivery,
+which the job's lease and state turn into no call.
 """
 
 from __future__ import annotations
@@ -53,23 +55,34 @@ return 1
 
 
 class StrandedMessages:
-    def __init__(self, client: redis.Redis, jobs: JobTransitions, queues: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        jobs: JobTransitions,
+        queues: tuple[str, ...],
+        visibility_s: float,
+    ) -> None:
         self._r, self._jobs, self._queues = client, jobs, queues
+        self._visibility_s = visibility_s
         self._move = client.register_script(MOVE)
 
     def sweep(self) -> tuple[int, int]:
         """One pass over messages delivered long enough ago: (put back, dropped)."""
         seconds, micros = self._r.time()
         now = seconds + micros / 1e6
-        tags = self._r.zrangebyscore(
-            UNACKED_INDEX, "-inf", now - STRANDED_AFTER_S, start=0, num=BATCH
+        oldest_first = now - min(STRANDED_AFTER_S, self._visibility_s)
+        delivered = self._r.zrangebyscore(
+            UNACKED_INDEX, "-inf", oldest_first, start=0, num=BATCH, withscores=True
         )
         restored = dropped = 0
-        for tag in tags:
+        for tag, delivered_at in delivered:
             raw = self._r.hget(UNACKED, tag)
             if raw is None:
                 continue
-            verdict = self._verdict(raw, now)
+            overdue = delivered_at <= now - self._visibility_s
+            if not overdue and delivered_at > now - STRANDED_AFTER_S:
+                continue
+            verdict = self._verdict(raw, now, overdue=overdue)
             if verdict is None:
                 continue
             queue, message = verdict
@@ -80,19 +93,24 @@ class StrandedMessages:
             log.warning("%d message(s) left behind by a worker went back to their queue", restored)
         return restored, dropped
 
-    def _verdict(self, raw: str, now: float) -> tuple[str, str] | None:
-        """(queue, message to put back or '' to drop) for a stranded entry, None to leave it."""
+    def _verdict(self, raw: str, now: float, *, overdue: bool) -> tuple[str, str] | None:
+        """(queue, message to put back or '' to drop) for a stranded entry, None to leave it.
+        An `overdue` one (past the visibility timeout) goes back whatever its job's state."""
         try:
             message, _exchange, queue = json.loads(raw)
             headers: dict[str, Any] = message["headers"]
             job_id = str(headers["id"])
         except (ValueError, TypeError, KeyError):
             return None
-        if queue not in self._queues or self._jobs.lease_ttl_s(job_id) > 0:
+        if queue not in self._queues:
             return None
         state = self._jobs.store.state(job_id)
         if state is not None and state.finished:
             return queue, ""
+        if overdue:
+            return queue, json.dumps(message)
+        if self._jobs.lease_ttl_s(job_id) > 0:
+            return None
         if state in (None, JobState.QUEUED, JobState.RUNNING) or (
             state is JobState.RETRY_WAIT and _due(headers.get("eta"), now)
         ):

@@ -35,6 +35,7 @@ from faceswap_jobs.worker.runtime import LEASE_MARGIN_S, Runtime, runtime_for
 log = logging.getLogger(__name__)
 
 _HOST = socket.gethostname()
+LEASE_POLL_S = 1.0
 
 
 @shared_task(
@@ -64,6 +65,9 @@ def swap(
         log.warning("job %s: Redis unreachable (%s); its message goes back to the queue", job_id,
                     type(exc).__name__)  # fmt: skip
         raise Reject(exc, requeue=True) from None
+    except SoftTimeLimitExceeded:
+        log.warning("job %s: the soft time limit struck outside a call; back to the queue", job_id)
+        raise Reject("soft time limit", requeue=True) from None
 
 
 def _swap(
@@ -79,6 +83,8 @@ def _swap(
         rt.batches.count(row.batch, "cancelled_queued")
         raise Ignore()
     record = _load_or_adopt(rt, job_id, request, self.request.delivery_info or {}, row, metadata)
+    if row is None:
+        rt.store.claim(job_id)
     if row is not None and record.batch_position not in (None, row.position):
         log.info("line %d of batch %s repeats job %s: no second call", row.line, row.batch, job_id)
         rt.batches.count(row.batch, "duplicates")
@@ -91,8 +97,7 @@ def _swap(
         raise record.error() or FaceSwapError(f"job {job_id} is {record.state}")
 
     holder = f"{_HOST}:{uuid.uuid4().hex}"
-    lease_s = rt.leases.ttl_s
-    if not rt.jobs.acquire_lease(job_id, holder, lease_s):
+    if not _take_lease(rt, job_id, holder):
         wait_s = min(rt.jobs.lease_ttl_s(job_id) + 1.0, rt.settings.max_countdown_s)
         log.info("job %s is being called by another worker; checking in %.1fs", job_id, wait_s)
         raise self.retry(countdown=wait_s)
@@ -101,6 +106,20 @@ def _swap(
             return _call_under_lease(self, rt, job_id, holder)
     finally:
         recorded(lambda: rt.jobs.release_lease(job_id, holder))
+
+
+def _take_lease(rt: Runtime, job_id: str, holder: str) -> bool:
+    """The job's lease, waiting up to one lease lifetime for it (and half the soft time limit at
+    most): a holder that died (its message came back) lets it lapse by then, and waiting here
+    keeps the job's place instead of sending it to the back of its queue. A live holder keeps
+    renewing it: then False."""
+    patience = min(rt.leases.ttl_s + 1.0, rt.settings.soft_time_limit_s / 2)
+    deadline = time.monotonic() + patience
+    while not rt.jobs.acquire_lease(job_id, holder, rt.leases.ttl_s):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(LEASE_POLL_S)
+    return True
 
 
 def _load_or_adopt(
@@ -128,7 +147,7 @@ def _load_or_adopt(
     )
     if not rt.store.create(adopted):
         return rt.store.get(job_id) or adopted
-    rt.store.mark_sent(job_id)
+    rt.store.mark_sent(job_id, taken=True)
     if row is not None:
         rt.batches.count(row.batch, "started")
     return adopted

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.common.drill import VISIBILITY_S, DrillResult, run, scenarios
+from bench.common.drill import VISIBILITY_S, DrillResult, Scenario, run, scenarios, system
 
 pytestmark = [pytest.mark.integration, pytest.mark.drill]
 
@@ -52,3 +52,22 @@ def test_a_deploy_finishes_running_calls_and_calls_nothing_twice(tmp_path: Path)
     assert result.succeeded == JOBS, result
     assert result.duplicates == 0, result
     assert result.redelivered_after_s is None, "a call was cut by the deploy"
+
+
+def test_a_message_redis_lost_is_sent_again(tmp_path: Path) -> None:
+    """A crash between a worker's BRPOP and its reply pops a message nobody receives; the job
+    record still says `queued`. Simulated by popping the messages ourselves."""
+    scenario = Scenario("lost-message", lambda drill: None, 0, workers=1,
+                        env={"FACESWAP_LEASE_TTL_S": "3"})  # fmt: skip
+    with system(scenario, tmp_path) as drill:
+        retired = drill.retire(drill.workers[0])
+        retired.stop()
+        source = drill.emulator.sample("astronaut.png")
+        jobs = [drill.producer.submit_swap(f"{source}?job={i}", source) for i in range(3)]
+        client = drill.producer.redis
+        assert client.delete("faceswap.interactive") == 1
+        drill.start_worker()
+        results = [job.result(timeout=60) for job in jobs]
+        ledger = drill.emulator.ledger()
+    assert all(result.image_url for result in results)
+    assert len(ledger) == 3
