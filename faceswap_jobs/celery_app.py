@@ -47,9 +47,9 @@ def create_app(settings: Settings) -> Celery:
         task_time_limit=settings.time_limit_s,
         # Interactive first: a worker asks Redis for its queues in the order it was given them
         # (`--queues interactive,bulk`), so a bulk backlog never delays an application's job.
-        # A dead worker's messages are put back by `worker.stranded` (to the front of their
-        # queue, within seconds of the visibility timeout); kombu's own sweep (~100 s, to the
-        # back of the queue) stays as the fallback for workers without it.
+        # A dead worker's messages are put back by `worker.stranded` (within 5 s of the
+        # visibility timeout, or sooner); kombu's own sweep (every ~100 s) stays as the
+        # fallback for workers without it.
         broker_transport_options={
             "visibility_timeout": settings.visibility_timeout_s,
             "queue_order_strategy": "priority",

@@ -420,7 +420,7 @@ def scenarios(jobs: int) -> dict[str, Scenario]:
              "FACESWAP_READ_TIMEOUT_S": "8", "FACESWAP_SOFT_TIME_LIMIT_S": "9",
              "FACESWAP_TIME_LIMIT_S": "10", "FACESWAP_MAX_COUNTDOWN_S": "10",
              "FACESWAP_RETRY_AFTER_CAP_S": "1", "FACESWAP_BACKOFF_CAP_S": "2",
-             "FACESWAP_LEASE_TTL_S": "10"}  # fmt: skip
+             "FACESWAP_LEASE_TTL_S": "4"}  # fmt: skip
     fault_mix = {"fault_500": 0.1, "fault_429": 0.05, "fault_reset": 0.02}
     prefork: dict[str, Any] = {"pool": "prefork", "concurrency": 4, "latency_s": (0.5, 1.5),
                                "env": short}  # fmt: skip

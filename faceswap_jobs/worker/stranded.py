@@ -14,8 +14,8 @@ the front of its queue, and so does one whose call shows `running` with no lease
 died: the lease outlives it by its time to live, and the next run records the call as
 `interrupted`). A message of a finished job is only a leftover and is dropped. A job whose
 lease is held is left alone, until its message is past the visibility timeout: then it goes
-back whatever the state, as kombu would do, but to the front of its queue (kombu's own sweep
-puts it at the back, behind the whole backlog, and runs only every ~100 s). Each move is one
+back whatever the state, as kombu's own sweep would do, but within 5 s (kombu's sweep runs
+only every ~100 s). Each move is one
 script that checks the entry is unchanged, so two workers sweeping at once move a message
 once; a sweep that restores a message some worker still holds costs one redundant delivery,
 which the job's lease and state turn into no call.
