@@ -6,6 +6,7 @@ Only builds the app; tasks live in `tasks`, and nothing here connects to anythin
 from __future__ import annotations
 
 import weakref
+from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -84,6 +85,12 @@ def publish_retry_policy(budget_s: float) -> dict[str, float]:
         "interval_step": 0.2,
         "interval_max": PUBLISH_PAUSE_S,
     }
+
+
+def send_swap(app: Celery, job_id: str, request: dict[str, Any], queue: str) -> None:
+    """Send a job's message: by task name (no worker code needed), task id = job id."""
+    app.send_task(SWAP_TASK, args=[job_id, request], task_id=job_id, queue=queue,
+                  routing_key=queue)  # fmt: skip
 
 
 def settings_of(app: Celery) -> Settings:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from celery import Celery
 
-from faceswap_jobs.celery_app import SWAP_TASK, create_app
+from faceswap_jobs.celery_app import create_app, send_swap
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import OUTAGE_ERRORS, reaching_redis, redis_client
 from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest
@@ -145,13 +145,7 @@ class Producer:
 
     def _send(self, record: JobRecord) -> None:
         try:
-            self.app.send_task(
-                SWAP_TASK,
-                args=[record.id, record.request.body()],
-                task_id=record.id,
-                queue=record.queue,
-                routing_key=record.queue,
-            )
+            send_swap(self.app, record.id, record.request.body(), record.queue)
         except Exception:
             with contextlib.suppress(*OUTAGE_ERRORS):
                 self.store.forget(record.id)

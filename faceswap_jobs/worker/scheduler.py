@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import redis
 from celery import Celery, bootsteps
 
-from faceswap_jobs.celery_app import SWAP_TASK
+from faceswap_jobs.celery_app import send_swap
 from faceswap_jobs.models import JobRecord, JobState
 from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.runtime import Runtime, runtime_for
@@ -64,13 +64,7 @@ class Scheduler:
         return sent
 
     def _send(self, record: JobRecord) -> None:
-        self.app.send_task(
-            SWAP_TASK,
-            args=[record.id, record.request.body()],
-            task_id=record.id,
-            queue=record.queue,
-            routing_key=record.queue,
-        )
+        send_swap(self.app, record.id, record.request.body(), record.queue)
         self.rt.store.mark_sent(record.id)
 
     def _resend_lost(self, now: float) -> None:
