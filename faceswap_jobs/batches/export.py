@@ -115,6 +115,18 @@ def write_export(jobs: JobStore, batch: str, out: Path) -> int:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in export_rows(jobs, batch):
-            writer.writerow(row)
+            writer.writerow({name: inert_cell(value) for name, value in row.items()})
             count += 1
     return count
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A spreadsheet runs a cell starting with one of these as a formula (CSV injection)."""
+
+
+def inert_cell(value: Any) -> Any:
+    """`value`, with a text that a spreadsheet would run as a formula quoted by a leading `'`
+    (row ids, URLs and error text come from input files and API answers)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

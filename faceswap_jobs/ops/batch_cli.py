@@ -30,7 +30,7 @@ from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import redis_client
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.ops.console import console, err_console, load_settings
+from faceswap_jobs.ops.console import console, err_console, load_settings, shown
 from faceswap_jobs.producer.batch import Batch
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def backfill_command(
             return
         _backfill(settings, file, batch, rejects_path)
     except (InputFileError, BatchSourceMismatch, BatchLocked) as exc:
-        err_console.print(f"[red]{exc}[/red]")
+        err_console.print(shown(exc), style="red")
         raise typer.Exit(2) from None
 
 
@@ -116,7 +116,7 @@ def list_batches() -> None:
         if p is not None:
             c = p.counts
             counts = (p.rows, p.queued, p.running, c["succeeded"], c["failed"], c["rejected"])
-            table.add_row(name, *(f"{v:,}" for v in counts), _rate(p), _eta(p))
+            table.add_row(shown(name), *(f"{v:,}" for v in counts), _rate(p), _eta(p))
     console.print(table)
 
 
@@ -134,7 +134,7 @@ def show(
         if key.endswith("_at") and isinstance(value, float):
             table.add_row(key, datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds"))
         elif key not in ("rate_per_s", "eta_s"):
-            table.add_row(key, str(value))
+            table.add_row(key, shown(value))
     table.add_row("rows/s (since the first start)", _rate(progress))
     table.add_row("ETA", _eta(progress))
     console.print(table)
@@ -262,6 +262,6 @@ def _progress(name: str) -> BatchProgress:
         redis_client(settings), Keys(settings.key_prefix), settings.job_ttl_s
     ).progress(name)
     if progress is None:
-        err_console.print(f"[red]no batch named {name!r}[/red]")
+        err_console.print(shown(f"no batch named {name!r}"), style="red")
         raise typer.Exit(2)
     return progress

@@ -8,8 +8,8 @@ from typing import Annotated, NoReturn
 import redis
 import typer
 from kombu.exceptions import OperationalError
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import OUTAGE_ERRORS, redis_client, unavailable
@@ -26,6 +26,7 @@ from faceswap_jobs.ops.console import (
     load_settings,
     printable,
     run_celery,
+    shown,
 )
 
 SCRAPE_REDIS_RETRY_S = 2.0
@@ -124,14 +125,14 @@ def submit(
             source_image_url, target_image_url, timeout=timeout, idempotency_key=key, queue=queue
         )
     except InvalidSwapRequest as exc:
-        err_console.print(f"[red]refused:[/red] {escape(str(exc))}")
+        err_console.print(Text.assemble(("refused: ", "red"), shown(exc)))
         raise typer.Exit(2) from None
     console.print(job.id)
     if wait is not None:
         try:
             result = job.result(timeout=wait)
         except (FaceSwapError, TimeoutError) as exc:
-            err_console.print(f"[red]{type(exc).__name__}:[/red] {exc}")
+            err_console.print(Text.assemble((f"{type(exc).__name__}: ", "red"), shown(exc)))
             raise typer.Exit(1) from None
         console.print_json(result.model_dump_json())
 
@@ -156,12 +157,12 @@ def status(
 
 def _print_record(record: JobRecord) -> None:
     summary = Table.grid(padding=(0, 2))
-    summary.add_row("job", record.id)
+    summary.add_row("job", shown(record.id))
     summary.add_row("state", f"[bold]{record.state}[/bold]")
-    summary.add_row("queue", record.queue)
+    summary.add_row("queue", shown(record.queue))
     summary.add_row("attempts", f"{record.attempts} counted, {record.calls} call(s) made")
     if record.result is not None:
-        summary.add_row("image_url", record.result.image_url)
+        summary.add_row("image_url", shown(record.result.image_url))
         summary.add_row(
             "image",
             f"{record.result.image_width}x{record.result.image_height}, "
@@ -171,13 +172,13 @@ def _print_record(record: JobRecord) -> None:
         err = record.last_error
         summary.add_row(
             "last error",
-            f"{err.get('status') or '-'} {err.get('code') or '-'}: {err.get('message')}",
+            shown(f"{err.get('status') or '-'} {err.get('code') or '-'}: {err.get('message')}"),
         )
-        summary.add_row("trace_id", str(err.get("trace_id") or "-"))
+        summary.add_row("trace_id", shown(err.get("trace_id") or "-"))
     if record.failure_reason:
-        summary.add_row("failed because", record.failure_reason)
+        summary.add_row("failed because", shown(record.failure_reason))
     if record.wait_reason and not record.state.finished:
-        summary.add_row("waiting for", record.wait_reason)
+        summary.add_row("waiting for", shown(record.wait_reason))
     console.print(summary)
     if record.history:
         table = Table("#", "outcome", "counted", "error", "trace_id", "next try in")
@@ -185,10 +186,10 @@ def _print_record(record: JobRecord) -> None:
             err = attempt.error or {}
             table.add_row(
                 str(attempt.number),
-                attempt.outcome,
+                shown(attempt.outcome),
                 "yes" if attempt.counted else "no",
-                f"{err.get('status') or ''} {err.get('code') or ''}".strip() or "-",
-                str(err.get("trace_id") or "-"),
+                shown(f"{err.get('status') or ''} {err.get('code') or ''}".strip() or "-"),
+                shown(err.get("trace_id") or "-"),
                 f"{attempt.delay_s:.1f}s" if attempt.delay_s is not None else "-",
             )
         console.print(table)
@@ -205,8 +206,9 @@ def dlq(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
         record = producer.get_job(job_id)
         err = (record.last_error if record else None) or {}
         table.add_row(
-            job_id, str(err.get("code")), str(err.get("message")), str(err.get("trace_id"))
-        )
+            shown(job_id), shown(err.get("code")), shown(err.get("message")),
+            shown(err.get("trace_id")),
+        )  # fmt: skip
     console.print(table)
 
 
@@ -242,8 +244,10 @@ def show_limits() -> None:
     else:
         detail = "operator pause" if breaker.manual else f"probe in {breaker.probe_in_s:.0f}s"
         table.add_row(
-            "breaker", f"[red]{breaker.state}[/red]: {breaker.code} {breaker.reason} ({detail})"
-        )
+            "breaker",
+            Text.assemble((breaker.state, "red"), shown(f": {breaker.code} {breaker.reason}"),
+                          f" ({detail})"),
+        )  # fmt: skip
     table.add_row("waiting jobs", f"{parked} parked, {paused} paused by the breaker")
     for name in (settings.interactive_queue, settings.bulk_queue):
         table.add_row(f"queue {name}", str(client.llen(name)))
@@ -255,7 +259,7 @@ def pause(reason: Annotated[str, typer.Option(help="shown to everyone")] = "oper
     """Stop all calls with this token; jobs wait, nothing fails, until `resume`."""
     lim, _, _ = _limits(load_settings())
     lim.pause(reason)
-    console.print(f"token {lim.token_id} paused: {reason}")
+    console.print(Text.assemble(f"token {lim.token_id} paused: ", shown(reason)))
 
 
 @app.command()

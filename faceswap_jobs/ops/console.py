@@ -11,6 +11,7 @@ import os
 import typer
 from celery import Celery
 from rich.console import Console
+from rich.text import Text
 
 from faceswap_jobs.config import Settings
 
@@ -51,3 +52,10 @@ def run_celery(app: Celery, argv: list[str]) -> int:
 def printable(text: str) -> str:
     """`text` with control characters (terminal escapes, newlines) shown as `?`."""
     return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def shown(value: object) -> Text:
+    """Untrusted text (API answers, callback bodies, job and batch fields) for a rich table or
+    line: never read as markup (`[/]` crashed `dlq`; `[link=...]` made a link), control
+    characters (terminal escapes) shown as `?`."""
+    return Text(printable(str(value)))
