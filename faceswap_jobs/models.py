@@ -81,6 +81,9 @@ class SwapRequest(BaseModel):
         return self.model_dump(exclude_none=True)
 
 
+MAX_TASK_ID_CHARS = 256
+
+
 class SwapResult(BaseModel):
     """The documented success body."""
 
@@ -90,7 +93,14 @@ class SwapResult(BaseModel):
     image_width: int | None = None
     image_height: int | None = None
     image_size: int | None = None
-    task_id: str | None = None
+    task_id: str | None = Field(default=None, max_length=MAX_TASK_ID_CHARS)
+
+    @field_validator("image_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        """An answer's URL is shown, exported and fetched: `javascript:`, `file:` or a 900-KB
+        string from the API (or a forged callback) is a malformed answer, not a result."""
+        return check_url(value, "image_url")
 
 
 class JobState(StrEnum):

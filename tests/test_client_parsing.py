@@ -149,3 +149,14 @@ def test_detail_is_truncated() -> None:
         parse_result(200, CaseInsensitiveDict(), body, NOW)
     assert caught.value.detail is not None
     assert len(caught.value.detail) == 500
+
+
+@pytest.mark.parametrize(
+    "image_url",
+    ["javascript:alert(1)", "file:///etc/passwd", "https://cdn.example.com/" + "a" * 3000,
+     "https://user:pw@cdn.example.com/x.png", "//cdn.example.com/x.png"],
+)  # fmt: skip
+def test_a_success_whose_image_url_is_not_a_plain_http_url_is_malformed(image_url: str) -> None:
+    body = json.dumps({"success": True, "image_url": image_url}).encode()
+    with pytest.raises(MalformedResponseError):
+        parse_result(200, {}, body, 0.0)
