@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -114,6 +115,19 @@ def check_identifier(value: Any, what: str) -> str | None:
     if not text.isprintable():
         raise InvalidSwapRequest(f"{what} must not contain control characters")
     return text or None
+
+
+BATCH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def check_batch_name(name: Any) -> str:
+    """A batch name is part of Redis keys (`{prefix}:batch:{name}:rows:0`): `nightly:rows:0`
+    would write into batch `nightly`'s keys, so only `[A-Za-z0-9_.-]{1,64}` is a name."""
+    if not isinstance(name, str) or not BATCH_NAME.fullmatch(name):
+        raise InvalidSwapRequest(
+            f"batch name must be 1-64 characters of A-Z a-z 0-9 _ . - (got {name!r:.80})"
+        )
+    return name
 
 
 def identity_key(row_id: str | None, request_body: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from faceswap_jobs.batches.rows import Reject, Row, read_rows
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
+from faceswap_jobs.validation import check_batch_name
 
 FINGERPRINT_BYTES = 1 << 20
 REJECT_COLUMNS = ("line", "reason", "row")
@@ -97,6 +98,7 @@ def backfill(
     on_chunk: Callable[[Chunked], None] | None = None,
     on_wait: Callable[[int], None] | None = None,
 ) -> BackfillResult:
+    check_batch_name(batch)
     keys = Keys(settings.key_prefix)
     batches = BatchStore(client, keys, settings.job_ttl_s)
     source, print_ = str(path.resolve()), fingerprint(path)

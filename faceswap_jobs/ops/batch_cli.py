@@ -28,6 +28,7 @@ from faceswap_jobs.batches.rows import InputFileError
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import redis_client
+from faceswap_jobs.errors import InvalidSwapRequest
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.ops.console import console, err_console, load_settings, shown
@@ -67,7 +68,7 @@ def backfill_command(
             _dry_run(settings, file, rejects_path)
             return
         _backfill(settings, file, batch, rejects_path)
-    except (InputFileError, BatchSourceMismatch, BatchLocked) as exc:
+    except (InputFileError, BatchSourceMismatch, BatchLocked, InvalidSwapRequest) as exc:
         err_console.print(shown(exc), style="red")
         raise typer.Exit(2) from None
 

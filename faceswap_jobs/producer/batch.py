@@ -23,7 +23,13 @@ from faceswap_jobs.connections import reaching_redis, redis_client
 from faceswap_jobs.errors import InvalidSwapRequest
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.validation import check_identifier, check_metadata, identity_key, swap_request
+from faceswap_jobs.validation import (
+    check_batch_name,
+    check_identifier,
+    check_metadata,
+    identity_key,
+    swap_request,
+)
 
 
 class Batch:
@@ -114,6 +120,7 @@ def submit_many(
     `timeout` and `metadata`. The same `id` (or, without one, the same request) in one batch is
     one job and at most one call."""
     settings = settings or Settings()
+    check_batch_name(batch)
     with reaching_redis(settings.redis_url):
         return _submit_many(items, batch, settings, client or redis_client(settings))
 
