@@ -4,13 +4,13 @@ every key in Redis has a time to live except queues, Celery's bindings and bound
 from __future__ import annotations
 
 import fnmatch
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
 from bench.common.drill import Scenario, system
+from faceswap_jobs.ops.sandbox import wait_until
 from faceswap_jobs.producer.batch import submit_many
 
 pytestmark = pytest.mark.integration
@@ -56,10 +56,9 @@ def test_every_key_expires_but_queues_bindings_and_counters(tmp_path: Path) -> N
                 for i in range(BATCH_ROWS)]  # fmt: skip
         batch = submit_many(rows, batch="keys", settings=drill.producer.settings)
         batch.wait(timeout=300)
-        deadline = time.monotonic() + 300
-        while not all((r := drill.producer.get_job(i)) and r.state.finished for i in ids):
-            assert time.monotonic() < deadline, "jobs did not finish"
-            time.sleep(0.5)
+        records = drill.producer.get_job
+        wait_until(lambda: all((r := records(i)) and r.state.finished for i in ids), 300.0,
+                   "every job to finish", None)  # fmt: skip
         client = drill.producer.redis
         assert client.zcard("faceswap:dlq") == INTERACTIVE // FAIL_EVERY
         forever = sorted(
