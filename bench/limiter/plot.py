@@ -67,14 +67,7 @@ def adaptive_panel(ax: Axes, results: list[dict[str, Any]]) -> None:
             **LIMIT,
             label=f"provider limit {r['provider_per_s']:g}/s (configured {r['configured']})",
         )
-        rates = r.get("effective_rate") or []
-        ax.plot(
-            [t for t, _ in rates],
-            [rate for _, rate in rates],
-            label=f"{r['name']}: limiter's effective rate",
-            color="C0",
-            linewidth=1,
-        )
+        _effective_rate(ax, r, label=f"{r['name']}: limiter's effective rate", color="C0")
         if r.get("convergence_s") is not None:
             ax.axvline(
                 r["convergence_s"], color="grey", linestyle=":", label="converged (see README)"
@@ -85,6 +78,12 @@ def adaptive_panel(ax: Axes, results: list[dict[str, Any]]) -> None:
         ylabel="calls/s",
     )
     _finish(ax, results)
+
+
+def _effective_rate(ax: Axes, result: dict[str, Any], **style: Any) -> None:
+    """The limiter's effective rate as sampled during the run (time, calls/s pairs)."""
+    rates = result.get("effective_rate") or []
+    ax.plot([t for t, _ in rates], [rate for _, rate in rates], linewidth=1, **style)
 
 
 def noise_panel(ax: Axes, results: list[dict[str, Any]]) -> None:
@@ -98,15 +97,7 @@ def noise_panel(ax: Axes, results: list[dict[str, Any]]) -> None:
             label=f"{r['name']}: successes/s",
             **STEPS,
         )
-        rates = r.get("effective_rate") or []
-        ax.plot(
-            [t for t, _ in rates],
-            [rate for _, rate in rates],
-            color=f"C{i}",
-            linestyle=":",
-            linewidth=1,
-            label=f"{r['name']}: effective rate",
-        )
+        _effective_rate(ax, r, label=f"{r['name']}: effective rate", color=f"C{i}", linestyle=":")
     if results:
         ax.axhline(
             NOISE_CONFIGURED_PER_S, **LIMIT, label=f"configured {NOISE_CONFIGURED_PER_S:g}/s"
