@@ -21,32 +21,57 @@ MIN_API_TIMEOUT_S = 1.0
 MAX_API_TIMEOUT_S = 600.0
 
 
-_INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-"""Controls (C0, DEL, C1), format characters (bidi overrides, zero-width), lone surrogates and
-line separators: nothing a real URL or id contains, and all of them can disguise what is shown."""
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Controls (C0, DEL, C1), format characters (bidi overrides, zero-width), lone surrogates,
+private-use and unassigned code points, line separators: nothing a real URL or id contains, and
+all of them can disguise what is shown (or, a lone surrogate, cannot be written as UTF-8)."""
+_BLANK_LOOKALIKES = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(chr(c) for c in range(0xFE00, 0xFE10))
+)
+"""Default-ignorable characters Unicode files under letters or marks (Hangul fillers, variation
+selectors): printable by Python's rules, yet drawn as nothing."""
+_FORBIDDEN_IN_HOST = frozenset('<>^|%"\\`{}')
+"""Characters no host name contains (percent-escapes included): a host is a name or an IP."""
+
+
+def hidden_character(text: str) -> str | None:
+    """The first character of `text` that a person would not see as written (a control, an
+    invisible or format character, a lone surrogate, a blank look-alike) as `U+XXXX at N`, or
+    None when there is none."""
+    for position, ch in enumerate(text, start=1):
+        if ch in _BLANK_LOOKALIKES or unicodedata.category(ch) in _HIDDEN_CATEGORIES:
+            return f"U+{ord(ch):04X} at character {position}"
+    return None
 
 
 def check_url(value: Any, field: str) -> str:
+    """A URL we may send to the API, store and show: `http(s)`, a host, no credentials, at most
+    `MAX_URL_LENGTH` characters, nothing hidden; otherwise `InvalidSwapRequest` naming `field`."""
     if not isinstance(value, str):
         raise InvalidSwapRequest(f"{field} must be a string")
     if len(value) > MAX_URL_LENGTH:
         raise InvalidSwapRequest(f"{field} is longer than {MAX_URL_LENGTH} characters")
+    if hidden := hidden_character(value):
+        raise InvalidSwapRequest(
+            f"{field} must not contain control, invisible or unpaired surrogate characters "
+            f"({hidden})"
+        )
     if any(ch.isspace() for ch in value):
         raise InvalidSwapRequest(f"{field} must not contain whitespace or control characters")
-    if any(unicodedata.category(ch) in _INVISIBLE for ch in value):
-        raise InvalidSwapRequest(
-            f"{field} must not contain control, invisible or unpaired surrogate characters"
-        )
     try:
         parts = urlsplit(value)
         host = parts.hostname
         credentials = parts.username is not None or parts.password is not None
+        parts.port  # noqa: B018 -- raises ValueError for a port outside 0-65535
     except ValueError as exc:
         raise InvalidSwapRequest(f"{field} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not host:
         raise InvalidSwapRequest(f"{field} must be an http:// or https:// URL with a host")
     if credentials:
         raise InvalidSwapRequest(f"{field} must not carry credentials (user:password@)")
+    if any(ch in _FORBIDDEN_IN_HOST for ch in host):
+        raise InvalidSwapRequest(f"{field} has a host name with characters no host contains")
     return value
 
 
@@ -63,6 +88,15 @@ class SwapRequest(BaseModel):
     @classmethod
     def _url(cls, value: Any, info: Any) -> str:
         return check_url(value, info.field_name)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        """A number of seconds, not `true` (which pydantic would read as 1.0) nor text: a message
+        or record holds what `validation.parse_timeout` made of the caller's input."""
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("must be a number of seconds")
+        return value
 
     @classmethod
     def parse(cls, data: dict[str, Any]) -> SwapRequest:

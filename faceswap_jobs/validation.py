@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from faceswap_jobs.errors import InvalidSwapRequest
-from faceswap_jobs.models import SwapRequest
+from faceswap_jobs.models import SwapRequest, hidden_character
 
 MAX_METADATA_BYTES = 4096
 """Size of the metadata serialised as JSON; it lives in the job record, never in the message."""
@@ -78,43 +78,121 @@ def parse_timeout(value: Any) -> float | None:
 
 
 def check_metadata(metadata: Any) -> dict[str, Any]:
-    """Metadata must be a small JSON object: it is stored with the job and exported with results."""
+    """Metadata must be a small JSON object: it is stored with the job and exported with results.
+
+    Only JSON's own types pass (no tuples, sets or non-string keys at any depth, no NaN), and no
+    string holds a lone surrogate, which Redis cannot be sent as UTF-8: what is accepted is stored
+    and read back unchanged."""
     if metadata is None:
         return {}
-    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+    if not isinstance(metadata, dict):
         raise InvalidSwapRequest("metadata must be a JSON object with string keys")
-    if _depth(metadata, MAX_METADATA_DEPTH + 1) > MAX_METADATA_DEPTH:
-        raise InvalidSwapRequest(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+    _check_json_value(metadata, MAX_METADATA_DEPTH)
     try:
         encoded = json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode()
-    except (TypeError, ValueError) as exc:
-        raise InvalidSwapRequest(f"metadata is not JSON-serialisable: {exc}") from None
+    except (TypeError, ValueError, RecursionError):
+        raise InvalidSwapRequest("metadata is not JSON-serialisable") from None
     if len(encoded) > MAX_METADATA_BYTES:
         raise InvalidSwapRequest(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
     return metadata
 
 
-def _depth(value: Any, limit: int) -> int:
-    """How deep `value` nests, counting no further than `limit` (so hostile input stays cheap)."""
-    if limit <= 0 or not isinstance(value, dict | list):
-        return 0
-    children = value.values() if isinstance(value, dict) else value
-    return 1 + max((_depth(child, limit - 1) for child in children), default=0)
+_MAX_INT_BITS = MAX_METADATA_BYTES * 4
+"""An integer this long has more decimal digits than metadata has bytes (and Python refuses to
+print integers of over 4,300 digits): refused before it is ever formatted."""
+
+
+def _check_json_value(value: Any, depth_left: int) -> None:
+    """Walk `value` no deeper than `depth_left` containers, refusing what JSON cannot hold."""
+    if isinstance(value, str):
+        if _has_surrogate(value):
+            raise InvalidSwapRequest("metadata must not contain unpaired surrogate characters")
+    elif isinstance(value, dict | list):
+        if depth_left <= 0:
+            raise InvalidSwapRequest(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        if isinstance(value, dict):
+            for key in value:
+                if not isinstance(key, str):
+                    raise InvalidSwapRequest("metadata must be a JSON object with string keys")
+                if _has_surrogate(key):
+                    raise InvalidSwapRequest(
+                        "metadata must not contain unpaired surrogate characters"
+                    )
+        for child in value.values() if isinstance(value, dict) else value:
+            _check_json_value(child, depth_left - 1)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if value.bit_length() > _MAX_INT_BITS:
+            raise InvalidSwapRequest(f"metadata is larger than {MAX_METADATA_BYTES} bytes as JSON")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidSwapRequest(
+                "metadata is not JSON: numbers must be finite (no NaN or Infinity)"
+            )
+    else:
+        raise InvalidSwapRequest(
+            f"metadata is not JSON: a {type(value).__name__} is not a JSON value"
+        )
+
+
+def _has_surrogate(text: str) -> bool:
+    """True when `text` holds a lone surrogate (what a JSON `"\\ud800"` escape decodes to)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def check_identifier(value: Any, what: str) -> str | None:
     """A row id or idempotency key: a string (a row id may be an integer), stripped, printable,
-    at most `MAX_ID_CHARS`; None when absent or blank."""
+    at most `MAX_ID_CHARS`; None when absent or blank.
+
+    It becomes part of a job id (uuid5), a Redis value and every report line, so nothing hidden
+    (controls, bidi overrides, zero-width or blank look-alikes, lone surrogates) may be in it."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise InvalidSwapRequest(f"{what} must be a string or an integer")
+    if isinstance(value, int) and value.bit_length() > MAX_ID_CHARS * 3:
+        raise InvalidSwapRequest(f"{what} is longer than {MAX_ID_CHARS} characters")
     text = str(value).strip()
     if len(text) > MAX_ID_CHARS:
         raise InvalidSwapRequest(f"{what} is longer than {MAX_ID_CHARS} characters")
+    if hidden := hidden_character(text):
+        raise InvalidSwapRequest(
+            f"{what} must not contain control, invisible or unpaired surrogate characters "
+            f"({hidden})"
+        )
     if not text.isprintable():
-        raise InvalidSwapRequest(f"{what} must not contain control characters")
+        raise InvalidSwapRequest(f"{what} must be printable: no whitespace other than spaces")
     return text or None
+
+
+def submission(
+    source_image_url: Any,
+    target_image_url: Any,
+    *,
+    timeout: Any,
+    idempotency_key: Any,
+    metadata: Any,
+    read_timeout_s: float | None,
+) -> tuple[SwapRequest, dict[str, Any], str | None]:
+    """Everything `submit_swap` is given, checked before anything is written: the request, the
+    metadata and the idempotency key (stripped; None when not given)."""
+    fields = {"source_image_url": source_image_url, "target_image_url": target_image_url,
+              "timeout": timeout}  # fmt: skip
+    request = swap_request(fields, read_timeout_s=read_timeout_s)
+    checked = check_metadata(metadata)
+    key = None
+    if idempotency_key is not None:
+        if not isinstance(idempotency_key, str):
+            raise InvalidSwapRequest("idempotency_key must be a non-empty string")
+        key = check_identifier(idempotency_key, "idempotency_key")
+        if key is None:
+            raise InvalidSwapRequest("idempotency_key must be a non-empty string")
+    return request, checked, key
 
 
 BATCH_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -136,3 +214,10 @@ def identity_key(row_id: str | None, request_body: dict[str, Any]) -> str:
         return f"id:{row_id}"
     canonical = json.dumps(request_body, sort_keys=True, separators=(",", ":"))
     return "req:" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def request_fingerprint(request_body: dict[str, Any], metadata: dict[str, Any]) -> str:
+    """What a row asks for (URLs, timeout and metadata), hashed: two rows of a batch with one `id`
+    must ask for the same thing, or the second is refused rather than silently merged."""
+    canonical = json.dumps([request_body, metadata], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

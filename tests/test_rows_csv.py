@@ -98,7 +98,11 @@ def test_id_limits(tmp_path: Path) -> None:
 
     assert summary(items) == [
         (2, f"id:{longest}"),
-        (3, "REJECT id must not contain control characters"),
+        (
+            3,
+            "REJECT id must not contain control, invisible or unpaired surrogate characters "
+            "(U+0001 at character 4)",
+        ),
     ]
 
 

@@ -20,7 +20,7 @@ from faceswap_jobs.connections import OUTAGE_ERRORS, reaching_redis, redis_clien
 from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest
 from faceswap_jobs.jobs.store import JobStore, job_store
 from faceswap_jobs.models import JobRecord, JobState, SwapResult
-from faceswap_jobs.validation import check_identifier, check_metadata, swap_request
+from faceswap_jobs.validation import submission
 
 QueueName = Literal["interactive", "bulk"]
 JOB_NAMESPACE = uuid.UUID("6f1d3c52-6a1e-4b1c-9a57-3f0c2b7d9e41")
@@ -76,8 +76,8 @@ class Producer:
 
     def queue_name(self, queue: QueueName) -> str:
         names = {"interactive": self.settings.interactive_queue, "bulk": self.settings.bulk_queue}
-        if queue not in names:
-            raise InvalidSwapRequest(f"queue must be 'interactive' or 'bulk', not {queue!r}")
+        if not isinstance(queue, str) or queue not in names:
+            raise InvalidSwapRequest(f"queue must be 'interactive' or 'bulk', not {queue!r:.80}")
         return names[queue]
 
     def submit_swap(
@@ -91,12 +91,16 @@ class Producer:
         queue: QueueName = "interactive",
     ) -> SwapJob:
         """Validate and enqueue one swap; `ServiceUnavailableError` when Redis stays away."""
-        fields = {"source_image_url": source_image_url, "target_image_url": target_image_url,
-                  "timeout": timeout}  # fmt: skip
-        request = swap_request(fields, read_timeout_s=self.settings.read_timeout_s)
-        metadata = check_metadata(metadata)
+        request, metadata, key = submission(
+            source_image_url,
+            target_image_url,
+            timeout=timeout,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
+            read_timeout_s=self.settings.read_timeout_s,
+        )
         queue_name = self.queue_name(queue)
-        job_id = self._job_id(idempotency_key)
+        job_id = str(uuid.uuid4()) if key is None else str(uuid.uuid5(JOB_NAMESPACE, key))
         now = time.time()
         record = JobRecord(
             id=job_id,
@@ -105,7 +109,7 @@ class Producer:
             queue=queue_name,
             created_at=now,
             updated_at=now,
-            idempotency_key=idempotency_key,
+            idempotency_key=key,
             metadata=metadata,
         )
         with reaching_redis(self.settings.redis_url):
@@ -132,16 +136,6 @@ class Producer:
 
     def job(self, job_id: str) -> SwapJob:
         return SwapJob(job_id, self)
-
-    def _job_id(self, idempotency_key: str | None) -> str:
-        if idempotency_key is None:
-            return str(uuid.uuid4())
-        if not isinstance(idempotency_key, str):
-            raise InvalidSwapRequest("idempotency_key must be a non-empty string")
-        key = check_identifier(idempotency_key, "idempotency_key")
-        if key is None:
-            raise InvalidSwapRequest("idempotency_key must be a non-empty string")
-        return str(uuid.uuid5(JOB_NAMESPACE, idempotency_key))
 
     def _send(self, record: JobRecord) -> None:
         try:
