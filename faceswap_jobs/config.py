@@ -6,11 +6,15 @@ one explicitly and nothing reads `os.environ` behind their back.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from faceswap_jobs.secret_strength import GENERATE_HINT, weakness
 
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8700"
 """The local emulator's default address; the real service is https://api.acedata.cloud."""
@@ -20,15 +24,36 @@ MAX_SYNC_THREADS = 2000
 CALLBACK_MODE_THREADS = 32
 DEFAULT_JOB_TTL_S = 30 * 86400.0
 
+WEBHOOK_SECRET_MIN_CHARS = 32
+WEBHOOK_SECRET_MIN_BITS = 128.0
+"""Whoever guesses the webhook secret can sign callbacks: it must be a random key, and
+`secrets.token_urlsafe(32)` scores 185-227 estimated bits (see `secret_strength`)."""
+FLOWER_PASSWORD_MIN_CHARS = 12
+FLOWER_PASSWORD_MIN_BITS = 32.0
+"""People type the Flower password, so the bar only refuses the obviously weak: short ones and
+repetitions such as `passwordpassword` (28 bits) or `abcabcabcabc` (10)."""
+FLOWER_PASSWORD_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(16))'"
+_PLAIN_HTTP_EXPOSES = {
+    "api_base_url": "the API token (Authorization: Bearer)",
+    "callback_base_url": "each job's signed callback URL and its result",
+}
+
 
 class Settings(BaseSettings):
     """Configuration for producers, workers, the CLI and Flower (`FACESWAP_*` or `.env`)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="FACESWAP_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="FACESWAP_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     api_base_url: str = DEFAULT_API_BASE_URL
+    allow_insecure_http: bool = False
+    """Lets `api_base_url` / `callback_base_url` be http:// to a host beyond loopback (a cluster
+    network you trust); otherwise the token or the callback URLs would cross the wire in clear."""
     api_token: SecretStr = SecretStr("emulator-token")
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_retry_s: float = Field(default=45.0, ge=0, le=3600)
@@ -106,25 +131,69 @@ class Settings(BaseSettings):
             raise ValueError("retry_after_cap_s must not exceed max_countdown_s")
         if self.backoff_cap_s > self.max_countdown_s:
             raise ValueError("backoff_cap_s must not exceed max_countdown_s")
-        if self.callback_base_url is not None:
-            if not self.callback_base_url.startswith(("http://", "https://")):
-                raise ValueError("callback_base_url must be an http:// or https:// URL")
-            secret = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
-            if len(secret) < 16:
-                raise ValueError("callback mode needs webhook_secret of at least 16 characters")
+        if self.callback_base_url is not None and self.webhook_secret is None:
+            raise ValueError(
+                f"callback mode (callback_base_url) needs webhook_secret; make one with: "
+                f"{GENERATE_HINT}"
+            )
         return self
+
+    @field_validator("api_base_url", "callback_base_url")
+    @classmethod
+    def _plain_base_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Only a plain http(s) origin (and path): anything else is a typo or a trap."""
+        if value is None:
+            return None
+        problem = base_url_problem(value)
+        if problem:
+            raise ValueError(f"{info.field_name}: {problem}")
+        return value
+
+    @model_validator(mode="after")
+    def _plain_http_needs_opt_in(self) -> Settings:
+        """Plain http is fine to loopback; elsewhere it needs `allow_insecure_http`, stated."""
+        for name, exposed in _PLAIN_HTTP_EXPOSES.items():
+            url = getattr(self, name)
+            if url is None or self.allow_insecure_http:
+                continue
+            parts = urlsplit(url)
+            if parts.scheme == "http" and not is_loopback_host(parts.hostname or ""):
+                raise ValueError(
+                    f"{name}: http:// to {parts.hostname} would send {exposed} in clear; use "
+                    "https://, or set FACESWAP_ALLOW_INSECURE_HTTP=true on a network you trust"
+                )
+        return self
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _strong_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """Checked whenever set: a receiver or a worker with a guessable secret is forgeable."""
+        if value is None:
+            return None
+        reason = weakness(
+            value.get_secret_value(),
+            min_chars=WEBHOOK_SECRET_MIN_CHARS,
+            min_bits=WEBHOOK_SECRET_MIN_BITS,
+        )
+        if reason:
+            raise ValueError(f"webhook_secret: {reason}; make one with: {GENERATE_HINT}")
+        return value
 
     @field_validator("flower_password")
     @classmethod
     def _usable_flower_password(cls, value: SecretStr | None) -> SecretStr | None:
-        """Flower splits its credentials on ',' and ':': such a password would silently break."""
+        """Flower splits its credentials on ',' and ':': such a password would silently break.
+        People choose it, so only the obviously weak are refused (see FLOWER_PASSWORD_MIN_BITS)."""
         if value is None:
             return None
         secret = value.get_secret_value()
-        if len(secret) < 8 or any(ch in secret for ch in ",:") or secret.strip() != secret:
-            raise ValueError(
-                "flower_password must be at least 8 characters, without ',' ':' or edge spaces"
-            )
+        if any(ch in secret for ch in ",:") or secret.strip() != secret:
+            raise ValueError("flower_password: no ',' ':' or edge spaces (Flower splits on them)")
+        reason = weakness(
+            secret, min_chars=FLOWER_PASSWORD_MIN_CHARS, min_bits=FLOWER_PASSWORD_MIN_BITS
+        )
+        if reason:
+            raise ValueError(f"flower_password: {reason}; make one with: {FLOWER_PASSWORD_HINT}")
         return value
 
     @property
@@ -147,3 +216,35 @@ class Settings(BaseSettings):
     @property
     def swap_url(self) -> str:
         return self.api_base_url.rstrip("/") + "/face/swap"
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost`, 127.0.0.0/8 or ::1: traffic that never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def base_url_problem(url: str) -> str | None:
+    """Why `url` cannot be a base URL we send secrets to, or None. The URL is ours (settings),
+    but a credential in it would be logged and a query would be mangled by path joining."""
+    if any(ch.isspace() or ch == "\\" or not ch.isprintable() for ch in url):
+        return "contains a space, backslash or control character"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        given = f", not {parts.scheme}://" if parts.scheme else ""
+        return f"must be an http:// or https:// URL{given}"
+    if not parts.hostname:
+        return "must be an http:// or https:// URL with a host"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials (user:password@); the token goes in FACESWAP_API_TOKEN"
+    try:
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "has an invalid port"
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        return "must not carry a query or fragment"
+    return None

@@ -10,6 +10,8 @@ from faceswap_jobs.models import MAX_URL_LENGTH, SwapRequest
 from faceswap_jobs.validation import check_metadata
 
 GOOD = "https://cdn.example.com/a.png"
+STRONG_SECRET = "1QyzE0KhFf9KFwz6gpZg02LKm0_4KfXjR1uwfT1umjc"
+"""Test-only, made with secrets.token_urlsafe(32)."""
 
 
 @pytest.mark.parametrize(
@@ -106,7 +108,7 @@ def test_flower_password_must_survive_flowers_credential_format(password: str) -
         ({"max_in_flight": 5000}, 2000),
         ({"worker_concurrency": 7}, 7),
         (
-            {"callback_base_url": "http://hooks.example", "webhook_secret": "s" * 16,
+            {"callback_base_url": "https://hooks.example", "webhook_secret": STRONG_SECRET,
              "max_in_flight": 5000},
             32,
         ),
@@ -130,4 +132,4 @@ def test_a_full_pool_waits_its_turn_at_the_rate(overrides: dict, wait_s: float) 
 
 def test_callback_mode_needs_a_real_secret() -> None:
     with pytest.raises(ValueError, match="webhook_secret"):
-        Settings(callback_base_url="http://hooks.example", webhook_secret="short")
+        Settings(callback_base_url="https://hooks.example", webhook_secret="short")

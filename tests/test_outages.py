@@ -5,6 +5,7 @@ Celery stops on an error exits non-zero."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def test_a_worker_celery_stops_on_an_error_exits_non_zero(server: RedisServer) -
 def test_the_receiver_stays_up_and_answers_503_while_redis_is_away(
     server: RedisServer, tmp_path: Path
 ) -> None:
-    port, secret = free_port(), "a-webhook-secret-of-32-characters"
+    port, secret = free_port(), secrets.token_urlsafe(32)
     env = {**os.environ, "FACESWAP_REDIS_URL": server.url, "FACESWAP_WEBHOOK_SECRET": secret,
            "FACESWAP_WEBHOOK_PORT": str(port), "FACESWAP_REDIS_RETRY_S": "2"}  # fmt: skip
     receiver = ManagedProcess(

@@ -211,7 +211,7 @@ def system(scenario: Scenario, workdir: Path) -> Iterator[Drill]:
             receiver_port = free_port()
             if scenario.callback:
                 env |= {"FACESWAP_CALLBACK_BASE_URL": f"http://127.0.0.1:{receiver_port}",
-                        "FACESWAP_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+                        "FACESWAP_WEBHOOK_SECRET": secrets.token_urlsafe(32),
                         "FACESWAP_WEBHOOK_PORT": str(receiver_port),
                         "FACESWAP_CALLBACK_WAIT_S": str(CALLBACK_WAIT_S)}  # fmt: skip
             producer = Producer(Settings(redis_url=server.url))

@@ -295,7 +295,7 @@ def run_all(args: argparse.Namespace, console: Console) -> tuple[list[dict], dic
         Progress(*columns, TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                  console=console) as progress,
     ):  # fmt: skip
-        secret = f"bench-webhook-{secrets.token_hex(12)}"
+        secret = secrets.token_urlsafe(32)
         bench = Bench(redis_url, f"bench-{secrets.token_hex(8)}", secret, args.latency_s, logs,
                       progress)  # fmt: skip
         results = [run_contender(bench, c) for c in chosen]
