@@ -7,6 +7,7 @@ oversized one and an endless one, and counts every request it gets.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import re
 import threading
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from PIL import Image
 
+from faceswap_jobs.batches.addresses import HostPolicy
 from faceswap_jobs.batches.report import SheetRow, write_contact_sheet
 from faceswap_jobs.batches.thumbnails import (
     ThumbnailError,
@@ -34,6 +35,8 @@ from faceswap_jobs.batches.thumbnails import (
 THUMB_PX = 64
 ENDLESS_CAP_BYTES = 64 * 1024 * 1024
 """The endless body stops here so a broken reader fails the test instead of hanging it."""
+LOOPBACK = HostPolicy(allow_private_hosts=True)
+"""The test server is on loopback, which the default policy refuses (see test_safe_fetch)."""
 
 
 def _png(width: int, height: int, colour: str) -> bytes:
@@ -88,7 +91,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        with contextlib.suppress(OSError):  # a client that gave up (a timeout test) is no error
+            self.wfile.write(body)
 
     def _endless(self) -> None:
         """No Content-Length (HTTP/1.0 reads to close): only the reader can stop this body."""
@@ -123,7 +127,7 @@ def server() -> Iterator[Server]:
 
 def _reason(url: str, **options: Any) -> str:
     with pytest.raises(ThumbnailError) as caught:
-        fetch_thumbnail(url, size_px=THUMB_PX, **options)
+        fetch_thumbnail(url, size_px=THUMB_PX, hosts=LOOPBACK, **options)
     return str(caught.value)
 
 
@@ -131,15 +135,14 @@ def _reason(url: str, **options: Any) -> str:
 
 
 def test_fetch_shrinks_to_the_long_side_keeping_the_aspect(server: Server) -> None:
-    with requests.Session() as session:
-        image = fetch_thumbnail(server.url("/a.png"), size_px=THUMB_PX, session=session)
+    image = fetch_thumbnail(server.url("/a.png"), size_px=THUMB_PX, hosts=LOOPBACK)
 
     assert (image.mode, image.size) == ("RGB", (64, 32))
     assert image.getpixel((10, 10)) == (255, 0, 0)
 
 
 def test_fetch_never_enlarges(server: Server) -> None:
-    assert fetch_thumbnail(server.url("/c.png"), size_px=THUMB_PX).size == (32, 32)
+    assert fetch_thumbnail(server.url("/c.png"), size_px=THUMB_PX, hosts=LOOPBACK).size == (32, 32)
 
 
 def test_fetch_stops_reading_past_max_bytes(server: Server) -> None:
@@ -234,7 +237,11 @@ def _rows(server: Server) -> list[SheetRow]:
 
 def test_contact_sheet_is_self_contained_and_escaped(server: Server, tmp_path: Path) -> None:
     out = write_contact_sheet(
-        _rows(server), tmp_path / "sheet.html", title=f"batch {HOSTILE}", thumb_px=THUMB_PX
+        _rows(server),
+        tmp_path / "sheet.html",
+        title=f"batch {HOSTILE}",
+        thumb_px=THUMB_PX,
+        hosts=LOOPBACK,
     )
 
     page = out.read_text(encoding="utf-8")
@@ -262,7 +269,12 @@ def test_contact_sheet_fetches_each_url_once(server: Server, tmp_path: Path) -> 
         progress.append((done, total))
 
     write_contact_sheet(
-        _rows(server), tmp_path / "sheet.html", title="t", concurrency=3, on_progress=on_progress
+        _rows(server),
+        tmp_path / "sheet.html",
+        title="t",
+        concurrency=3,
+        hosts=LOOPBACK,
+        on_progress=on_progress,
     )
 
     assert server.hits["/a.png"] == 1 and server.hits["/b.png"] == 1
@@ -281,3 +293,14 @@ def test_an_empty_sheet_is_still_a_page(tmp_path: Path) -> None:
 
     assert "0 rows: none." in out.read_text(encoding="utf-8")
     assert progress == [(0, 0)]
+
+
+def test_a_default_sheet_embeds_nothing_from_internal_hosts(server: Server, tmp_path: Path) -> None:
+    out = write_contact_sheet(_rows(server), tmp_path / "sheet.html", title="t")
+
+    page = out.read_text(encoding="utf-8")
+    tags = Tags()
+    tags.feed(page)
+    assert tags.tags["img"] == 0 and sum(server.hits.values()) == 0
+    assert page.count("address not allowed") == 8  # 6 distinct URLs, two of them used twice
+    assert "not an http(s) URL" in page

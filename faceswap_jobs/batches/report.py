@@ -2,8 +2,10 @@
 
 People check a batch's quality by looking at it. The page embeds its pictures as small JPEG data
 URIs, so opening it sends no request anywhere and it can be mailed or archived as one file. Each
-URL is fetched once, several at a time; a picture that cannot be fetched becomes its reason, never
-a missing page. Every text comes from input files or remote servers, so every text is escaped.
+URL is fetched once, `concurrency` at a time, through the guarded fetch (public hosts only unless
+`hosts` allows more; `thumbnails` holds the caps); a picture that cannot be fetched becomes its
+reason, never a missing page. Every text comes from input files or remote servers, so every text
+is escaped.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from faceswap_jobs.batches.addresses import PUBLIC_ONLY, HostPolicy
 from faceswap_jobs.batches.thumbnails import ThumbnailError, fetch_thumbnail
 
 JPEG_QUALITY = 80
@@ -64,13 +67,18 @@ def write_contact_sheet(
     thumb_px: int = 160,
     concurrency: int = 8,
     timeout_s: float = 10.0,
+    hosts: HostPolicy = PUBLIC_ONLY,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Write the sheet to `out` and return it; `on_progress(done, total)` counts fetched URLs."""
+    """Write the sheet to `out` and return it; `on_progress(done, total)` counts fetched URLs.
+
+    Memory stays bounded whatever the rows hold: at most `concurrency` bodies of
+    `MAX_IMAGE_BYTES` in flight and `DECODE_SLOTS` pictures of `MAX_PIXELS` decoded at once.
+    """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
     urls = list(dict.fromkeys(url for row in rows for url in _urls(row) if url))
-    cells = _fetch_cells(urls, thumb_px, concurrency, timeout_s, on_progress)
+    cells = _fetch_cells(urls, thumb_px, concurrency, timeout_s, hosts, on_progress)
     body = "".join(_row_html(row, cells) for row in rows)
     out.write_text(_page(title, _summary(rows), body, thumb_px), encoding="utf-8")
     return out
@@ -85,6 +93,7 @@ def _fetch_cells(
     thumb_px: int,
     concurrency: int,
     timeout_s: float,
+    hosts: HostPolicy,
     on_progress: Callable[[int, int], None] | None,
 ) -> dict[str, str]:
     """The cell for each distinct URL; progress is reported on the caller's thread."""
@@ -92,17 +101,17 @@ def _fetch_cells(
     report(0, len(urls))
     cells: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(_picture_cell, url, thumb_px, timeout_s): url for url in urls}
+        futures = {pool.submit(_picture_cell, url, thumb_px, timeout_s, hosts): url for url in urls}
         for done, future in enumerate(as_completed(futures), start=1):
             cells[futures[future]] = future.result()
             report(done, len(urls))
     return cells
 
 
-def _picture_cell(url: str, thumb_px: int, timeout_s: float) -> str:
+def _picture_cell(url: str, thumb_px: int, timeout_s: float, hosts: HostPolicy) -> str:
     """Runs on a worker thread: fetching, shrinking and encoding all happen off the caller's."""
     try:
-        image = fetch_thumbnail(url, size_px=thumb_px, timeout_s=timeout_s)
+        image = fetch_thumbnail(url, size_px=thumb_px, timeout_s=timeout_s, hosts=hosts)
         data_uri = _jpeg_data_uri(image)
     except ThumbnailError as exc:
         return _missing(exc.message, url)

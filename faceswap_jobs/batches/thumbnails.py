@@ -1,27 +1,39 @@
 """Small previews of swap images, for the demo's contact sheet and `batch report`.
 
-Previews come from URLs someone else controls, so a download is bounded in time and in size and
-read as a stream: a huge or endless body costs at most `max_bytes`, never the whole of it. Every
-failure is a `ThumbnailError` whose one-line reason can stand in for the picture.
+Previews come from URLs someone else controls, so the download is the guarded `outbound.fetch`
+(public addresses only unless the policy says otherwise, one deadline, a byte cap) and the
+decode is bounded too: a small file can declare a huge picture (a 169-megapixel PNG of a few
+KB decodes to hundreds of MB), so its size is read from the header and refused above
+`MAX_PIXELS` before any pixel is decoded, only common web formats are opened, and at most
+`DECODE_SLOTS` pictures are decoded at once in the process. Every failure is a
+`ThumbnailError` whose one-line reason can stand in for the picture.
 """
 
 from __future__ import annotations
 
-import io
-import time
+import threading
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import IO
 
-import requests
 from PIL import Image
-from urllib3.exceptions import ReadTimeoutError
 
+from faceswap_jobs.batches.addresses import PUBLIC_ONLY, HostPolicy
+from faceswap_jobs.batches.outbound import FetchError, fetch
 from faceswap_jobs.errors import FaceSwapError
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Largest body read for one preview, in bytes; the API's own images are far smaller."""
-CHUNK_BYTES = 64 * 1024
-"""Read size while streaming, in bytes: the overshoot past `max_bytes` is at most this."""
+MAX_PIXELS = 40_000_000
+"""Largest picture decoded, in pixels (width x height): above any camera's usual output, and at
+4 bytes a pixel at most 160 MB decoded. Checked on the header, before decoding; a local
+stand-in for Pillow's process-wide `Image.MAX_IMAGE_PIXELS`, which is left alone."""
+DECODE_SLOTS = 2
+"""Pictures decoded at once in this process, whatever the number of threads fetching them."""
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+"""The formats a preview is made from; Pillow's rarer decoders (EPS runs Ghostscript) are not
+offered untrusted bytes."""
+
+_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
 class ThumbnailError(FaceSwapError):
@@ -29,12 +41,21 @@ class ThumbnailError(FaceSwapError):
 
 
 def make_thumbnail(image: Image.Image, size_px: int) -> Image.Image:
-    """An RGB copy at most `size_px` on its long side, so any source mode can become a JPEG."""
+    """An RGB copy at most `size_px` on its long side, so any source mode can become a JPEG.
+
+    Refuses a picture above `MAX_PIXELS` before decoding it. Shrinks before converting, so the
+    only full-size copy in memory is the decoded picture itself.
+    """
     _check_size(size_px)
-    image.draft("RGB", (size_px, size_px))  # JPEG only: decode at reduced scale, much faster
-    small = image.convert("RGB")
-    small.thumbnail((size_px, size_px))
-    return small
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ThumbnailError("too many pixels")
+    with _decoding:
+        image.draft("RGB", (size_px, size_px))  # JPEG only: decode at reduced scale, much faster
+        if image.mode in ("1", "P"):  # resized with nearest-neighbour only: convert first
+            image = image.convert("RGB")
+        image.thumbnail((size_px, size_px))
+        return image.convert("RGB")
 
 
 def fetch_thumbnail(
@@ -43,37 +64,39 @@ def fetch_thumbnail(
     size_px: int,
     timeout_s: float = 10.0,
     max_bytes: int = MAX_IMAGE_BYTES,
-    session: requests.Session | None = None,
+    hosts: HostPolicy = PUBLIC_ONLY,
 ) -> Image.Image:
     """Download an http(s) image within `timeout_s` and `max_bytes` and shrink it.
 
-    Raises `ThumbnailError` with the reason: an HTTP status, a timeout, too large, not an image.
+    Raises `ThumbnailError` with the reason: address not allowed, an HTTP status, a timeout, too
+    large, too many pixels, not an image.
     """
     _check_size(size_px)
-    _check_url(url)
-    return _decode(_download(url, timeout_s, max_bytes, session), size_px)
+    try:
+        body = fetch(url, timeout_s=timeout_s, max_bytes=max_bytes, hosts=hosts)
+    except FetchError as exc:
+        raise ThumbnailError(exc.message) from None
+    return _decode(body, size_px)
 
 
 def thumbnail_from_file(path: Path, size_px: int) -> Image.Image:
     """A local image's preview; raises `ThumbnailError` like `fetch_thumbnail`."""
     _check_size(size_px)
     try:
-        with Image.open(path) as image:
-            return make_thumbnail(image, size_px)
+        with path.open("rb") as file:
+            return _decode(file, size_px)
     except FileNotFoundError:
         raise ThumbnailError(f"no such file: {path.name}") from None
-    except Image.DecompressionBombError:
-        raise ThumbnailError("too many pixels") from None
-    except (OSError, ValueError, SyntaxError):
-        raise ThumbnailError("not an image") from None
 
 
-def thumbnail_or_none(source: str | Path, *, size_px: int) -> Image.Image | None:
+def thumbnail_or_none(
+    source: str | Path, *, size_px: int, hosts: HostPolicy = PUBLIC_ONLY
+) -> Image.Image | None:
     """For pictures that only illustrate something else: a blank beats a failed run."""
     try:
         if isinstance(source, Path):
             return thumbnail_from_file(source, size_px)
-        return fetch_thumbnail(source, size_px=size_px)
+        return fetch_thumbnail(source, size_px=size_px, hosts=hosts)
     except ThumbnailError:
         return None
 
@@ -84,60 +107,12 @@ def _check_size(size_px: int) -> None:
         raise ValueError(f"size_px must be at least 1, not {size_px}")
 
 
-def _check_url(url: str) -> None:
-    """Only the web: no file://, no scheme-relative paths, nothing a browser would not fetch."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise ThumbnailError("not an http(s) URL")
-
-
-def _download(
-    url: str, timeout_s: float, max_bytes: int, session: requests.Session | None
-) -> bytes:
-    """`timeout_s` bounds each wait and, checked between chunks, the whole body too."""
-    deadline = time.monotonic() + timeout_s
-    get = session.get if session is not None else requests.get
+def _decode(file: IO[bytes], size_px: int) -> Image.Image:
+    """Pillow's own bomb check may fire first (a warning or an error, by the warning filters)."""
     try:
-        with get(url, timeout=timeout_s, stream=True) as response:
-            if response.status_code != 200:
-                raise ThumbnailError(f"HTTP {response.status_code} {response.reason or ''}".strip())
-            _check_declared_length(response, max_bytes)
-            body = bytearray()
-            for chunk in response.iter_content(CHUNK_BYTES):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise ThumbnailError(f"larger than {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise ThumbnailError(f"timed out after {timeout_s:g} s")
-            return bytes(body)
-    except requests.RequestException as exc:
-        raise ThumbnailError(_request_failure(exc, timeout_s)) from None
-
-
-def _check_declared_length(response: requests.Response, max_bytes: int) -> None:
-    """Refuse before reading anything when the server says up front that the body is too big."""
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ThumbnailError(f"larger than {max_bytes} bytes")
-
-
-def _request_failure(exc: requests.RequestException, timeout_s: float) -> str:
-    """requests reports a timeout while streaming as a ConnectionError; name it a timeout."""
-    wrapped = exc.args[0] if exc.args else None
-    if isinstance(exc, requests.Timeout) or isinstance(wrapped, ReadTimeoutError):
-        return f"timed out after {timeout_s:g} s"
-    if isinstance(exc, requests.ConnectionError):
-        return "connection failed"
-    if isinstance(exc, requests.TooManyRedirects):
-        return "too many redirects"
-    return f"request failed ({type(exc).__name__})"
-
-
-def _decode(body: bytes, size_px: int) -> Image.Image:
-    try:
-        with Image.open(io.BytesIO(body)) as image:
+        with Image.open(file, formats=IMAGE_FORMATS) as image:
             return make_thumbnail(image, size_px)
-    except Image.DecompressionBombError:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ThumbnailError("too many pixels") from None
     except (OSError, ValueError, SyntaxError):
         raise ThumbnailError("not an image") from None
