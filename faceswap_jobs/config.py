@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     flower_user: str = Field(default="admin", pattern=r"^[^:,\s]+$")
     flower_password: SecretStr | None = None
 
+    report_allow_private_hosts: bool = False
+    """`batch report` may fetch from loopback, private and link-local hosts (never metadata)."""
+
     @model_validator(mode="after")
     def _time_limits_nest(self) -> Settings:
         """A stalled call must be killed before the broker hands its message to another worker."""

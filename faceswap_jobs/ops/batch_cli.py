@@ -212,6 +212,7 @@ def report(
     seed: Annotated[int, typer.Option(help="which rows are sampled")] = 0,
 ) -> None:
     """An HTML contact sheet (source / target / result thumbnails) of a sample of the batch."""
+    from faceswap_jobs.batches.addresses import HostPolicy
     from faceswap_jobs.batches.report import write_contact_sheet
 
     settings = load_settings()
@@ -223,6 +224,7 @@ def report(
         task = bar.add_task("thumbnails", total=None, info="")
         write_contact_sheet(
             sheet, out, title=f"batch {name}",
+            hosts=HostPolicy(allow_private_hosts=settings.report_allow_private_hosts),
             on_progress=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
     console.print(f"wrote {out} ({len(sheet)} of {seen} rows)")

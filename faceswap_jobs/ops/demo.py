@@ -23,7 +23,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from faceswap_jobs.batches.thumbnails import thumbnail_or_none
+from faceswap_jobs.batches.addresses import HostPolicy
+from faceswap_jobs.batches.outbound import FetchError, fetch
+from faceswap_jobs.batches.thumbnails import MAX_IMAGE_BYTES, thumbnail_or_none
 from faceswap_jobs.config import Settings
 from faceswap_jobs.models import JobRecord, JobState
 from faceswap_jobs.ops.sandbox import (
@@ -72,9 +74,11 @@ def _run(
         console.print(f"Redis: private redis-server at {redis_url}")
     if "api_base_url" in settings.model_fields_set:
         api_base, token, samples = settings.api_base_url, settings.api_token, list(VENDOR_SAMPLES)
+        hosts = HostPolicy(allow_private_hosts=settings.report_allow_private_hosts)
         console.print(f"API: {api_base}")
     else:
         api_base, token, samples = _start_emulator(stack, env, out, time_scale)
+        hosts = HostPolicy(allow_private_hosts=True)  # our own emulator serves on loopback
         console.print(f"API: local emulator at {api_base} (time scale {time_scale:g})")
     env.update(
         FACESWAP_REDIS_URL=redis_url,
@@ -119,7 +123,7 @@ def _run(
         for i, (src, dst) in enumerate(pairs)
     ]
     records = _follow(producer, [job.id for job in jobs])
-    _save(records, out)
+    _save(records, out, hosts)
     _print_table(records)
     ok = sum(r.state is JobState.SUCCEEDED for r in records)
     console.print(f"{ok}/{len(records)} succeeded; images and results.json in {out}")
@@ -181,26 +185,36 @@ def _follow(producer: Producer, job_ids: list[str]) -> list[JobRecord]:
             time.sleep(0.25)
 
 
-def _save(records: list[JobRecord], out: Path) -> None:
+def _save(records: list[JobRecord], out: Path, hosts: HostPolicy) -> None:
+    """Result images are fetched like any URL from an answer: guarded, bounded in time and size."""
     rows = []
     for index, record in enumerate(records):
         row = json.loads(record.model_dump_json(exclude={"history"}))
         if record.result is not None:
             path = out / f"swap-{index:02d}-{record.id[:8]}.png"
-            path.write_bytes(requests.get(record.result.image_url, timeout=30).content)
-            row["saved_as"] = path.name
+            try:
+                body = fetch(
+                    record.result.image_url, timeout_s=30.0, max_bytes=MAX_IMAGE_BYTES, hosts=hosts
+                )
+            except FetchError as exc:
+                row["save_failed"] = exc.message
+            else:
+                path.write_bytes(body.getvalue())
+                row["saved_as"] = path.name
         rows.append(row)
     (out / "results.json").write_text(json.dumps(rows, indent=2))
-    _contact_sheet(records, rows, out)
+    _contact_sheet(records, rows, out, hosts)
 
 
-def _contact_sheet(records: list[JobRecord], rows: list[dict[str, Any]], out: Path) -> None:
+def _contact_sheet(
+    records: list[JobRecord], rows: list[dict[str, Any]], out: Path, hosts: HostPolicy
+) -> None:
     """Source, target and result side by side: quality is judged by eye, not by a table."""
     sheet = Image.new("RGB", (3 * THUMB_PX, max(1, len(records)) * THUMB_PX), "white")
     draw = ImageDraw.Draw(sheet)
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
         urls = [record.request.source_image_url, record.request.target_image_url]
-        images = [thumbnail_or_none(url, size_px=THUMB_PX) for url in urls]
+        images = [thumbnail_or_none(url, size_px=THUMB_PX, hosts=hosts) for url in urls]
         saved = out / row["saved_as"] if "saved_as" in row else None
         images.append(thumbnail_or_none(saved, size_px=THUMB_PX) if saved else None)
         for column, image in enumerate(images):
