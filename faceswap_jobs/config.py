@@ -27,7 +27,7 @@ DEFAULT_JOB_TTL_S = 30 * 86400.0
 WEBHOOK_SECRET_MIN_CHARS = 32
 WEBHOOK_SECRET_MIN_BITS = 128.0
 """Whoever guesses the webhook secret can sign callbacks: it must be a random key, and
-`secrets.token_urlsafe(32)` scores 185-227 estimated bits (see `secret_strength`)."""
+`secrets.token_urlsafe(32)` scores 181-229 estimated bits (see `secret_strength`)."""
 FLOWER_PASSWORD_MIN_CHARS = 12
 FLOWER_PASSWORD_MIN_BITS = 32.0
 """People type the Flower password, so the bar only refuses the obviously weak: short ones and
