@@ -81,26 +81,52 @@ def _snippet(body: bytes) -> str:
     return body[:DETAIL_CHARS].decode("utf-8", errors="replace")
 
 
+MAX_MESSAGE_CHARS = 2000
+"""An API's (or a callback's) error message kept on the error: it is stored with the job, in
+the dead-letter queue and in exports, so a 900-KB message must not cost megabytes of Redis."""
+MAX_CODE_CHARS = 64
+MAX_TRACE_ID_CHARS = 128
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A string or integer field of an answer as bounded text; None for anything else (a nested
+    object's text could be unbounded, or too deep to print)."""
+    if isinstance(value, str):
+        return _bounded(value, limit)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() < 128:
+        return str(value)
+    return None
+
+
 def _error_fields(data: Any, body: bytes) -> tuple[str | None, str, str | None]:
-    """(code, message, trace_id) from an envelope whose `error` may be an object, text or absent."""
+    """(code, message, trace_id) from an envelope whose `error` may be an object, text or absent;
+    each bounded (`MAX_CODE_CHARS`, `MAX_MESSAGE_CHARS`, `MAX_TRACE_ID_CHARS`)."""
     if not isinstance(data, dict):
         text = _snippet(body).strip()
         return None, text[:200] or "empty body", None
-    trace_id = data.get("trace_id")
-    trace_id = str(trace_id) if isinstance(trace_id, str | int) else None
+    trace_id = _text(data.get("trace_id"), MAX_TRACE_ID_CHARS)
     error = data.get("error")
     if isinstance(error, dict):
         code = error.get("code")
         message = error.get("message")
         return (
-            str(code) if isinstance(code, str) else None,
-            str(message) if message is not None else "no message",
+            _bounded(code, MAX_CODE_CHARS) if isinstance(code, str) else None,
+            "no message" if message is None else _message(message),
             trace_id,
         )
     if isinstance(error, str):
-        return error, error, trace_id
+        return _bounded(error, MAX_CODE_CHARS), _bounded(error, MAX_MESSAGE_CHARS), trace_id
     message = data.get("message") or data.get("detail")
-    return None, str(message) if message else "no error detail", trace_id
+    return None, _message(message) if message else "no error detail", trace_id
+
+
+def _message(value: Any) -> str:
+    text = _text(value, MAX_MESSAGE_CHARS)
+    return text if text is not None else f"(a {type(value).__name__} where a message belongs)"
 
 
 def status_error(status: int, headers: Mapping[str, str], body: bytes, now: float) -> APIError:
