@@ -5,8 +5,10 @@ Only builds the app; tasks live in `tasks`, and nothing here connects to anythin
 
 from __future__ import annotations
 
+import ssl
 import weakref
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -19,12 +21,16 @@ SWAP_TASK = "faceswap.swap"
 
 PUBLISH_PAUSE_S = 1.0
 
+CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
 _settings_by_app: weakref.WeakKeyDictionary[Celery, Settings] = weakref.WeakKeyDictionary()
 
 
 def create_app(settings: Settings) -> Celery:
     kombu_fix.apply()
     app = Celery("faceswap_jobs", broker=settings.redis_url, backend=settings.redis_url)
+    tls = tls_options(settings.redis_url)
     exchange = Exchange("faceswap", type="direct")
     app.conf.update(
         task_serializer="json",
@@ -61,6 +67,8 @@ def create_app(settings: Settings) -> Celery:
             "retry_policy": publish_retry_policy(settings.redis_retry_s),
         },
         broker_connection_retry_on_startup=True,
+        broker_use_ssl=tls,
+        redis_backend_use_ssl=tls,
         # Sending (a producer's message, a worker's retry) rides through a Redis restart as
         # long as every other Redis command does.
         task_publish_retry_policy=publish_retry_policy(settings.redis_retry_s),
@@ -75,6 +83,26 @@ def create_app(settings: Settings) -> Celery:
     )
     _settings_by_app[app] = settings
     return app
+
+
+def tls_options(redis_url: str) -> dict[str, Any] | None:
+    """The TLS options of a `rediss://` URL, for the broker, the result backend and Flower.
+
+    redis-py reads them from the URL and verifies the server by default. Without them kombu
+    would accept any certificate on a bare `rediss://`, Celery's backend refuses to start, and
+    Flower reads them only from `broker_use_ssl`; so all three get the URL's options, with the
+    certificate checked unless the URL says `ssl_cert_reqs=none`.
+    """
+    parts = urlsplit(redis_url)
+    if parts.scheme != "rediss":
+        return None
+    query = dict(parse_qsl(parts.query))
+    cert_reqs = query.get("ssl_cert_reqs", "required")
+    if cert_reqs not in CERT_REQS:
+        raise ValueError(f"ssl_cert_reqs must be one of {', '.join(CERT_REQS)}")
+    options: dict[str, Any] = {key: query[key] for key in TLS_FILES if key in query}
+    options["ssl_cert_reqs"] = CERT_REQS[cert_reqs]
+    return options
 
 
 def publish_retry_policy(budget_s: float) -> dict[str, float]:
