@@ -166,6 +166,10 @@ class Attempt(BaseModel):
     error: dict[str, Any] | None = None
     delay_s: float | None = None
     worker: str | None = None
+    submission: str | None = None
+    """Callback mode: the nonce in this call's callback URL; only its callback may end it."""
+    api_task_id: str | None = None
+    """Callback mode: the API's task id for this call, once accepted; its callback must carry it."""
 
 
 class JobRecord(BaseModel):

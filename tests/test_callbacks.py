@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
 import requests
 from celery.result import AsyncResult
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from faceswap_jobs.callbacks.signing import callback_url, sign
+from faceswap_jobs.callbacks.signing import Ticket, callback_url, new_submission, ticket_for
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 from tests.support.emulator import Emulator
 from tests.support.jobs import running_job, unique_tag
 from tests.support.stack import Stack
+from tests.test_signing import BODIES
 
 pytestmark = pytest.mark.integration
-SECRET = "webhook-secret-5a1f9c3e7d"
+SECRET = "kR3v9TqL2xWm8ZpN4bYc7HdJ6fGs1AeQ0uVi5oXt"
 
 
 class Receiver:
@@ -44,8 +49,10 @@ class Receiver:
         if self.process is not None:
             self.process.stop()
 
-    def url(self, job_id: str) -> str:
-        return callback_url(self.base_url, SECRET, job_id)
+    def url(self, job_id: str, submission: str | None = None) -> str:
+        """A callback URL as a worker would make it (a fresh submission unless given)."""
+        ticket = ticket_for(job_id, submission or new_submission(), 60.0, time.time())
+        return callback_url(self.base_url, SECRET, ticket)
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +117,54 @@ def test_duplicate_callbacks_change_nothing(worker: Stack, fresh: Emulator) -> N
     assert all(d["status"] == 200 for d in deliveries["deliveries"])
 
 
+def _forged_urls(receiver: Receiver, job_id: str) -> dict[str, str]:
+    """URLs that must not name any submission: each is a 401 or a 403, never anything else."""
+    base = f"{receiver.base_url}/callbacks/{job_id}"
+    good = receiver.url(job_id).split("?", 1)[1]
+    other = receiver.url("another").split("?", 1)[1]
+    past = Ticket(job_id, new_submission(), int(time.time()) - 1)
+    return {
+        "no-signature": base,
+        "forged": f"{base}?sub={new_submission()}&exp={int(time.time()) + 60}&sig={'0' * 64}",
+        "other-job": f"{base}?{other}",
+        "expired": callback_url(receiver.base_url, SECRET, past),
+        "sig-not-ascii": f"{base}?{good.rsplit('sig=', 1)[0]}sig=%C3%A9",
+        "sig-bad-escape": f"{base}?{good.rsplit('sig=', 1)[0]}sig=%ZZ%FF",
+        "sub-swapped": f"{base}?{good.replace('sub=', 'sub=x')}",
+        "exp-extended": f"{base}?{good.replace('exp=', 'exp=9')}",
+        "id-not-printable": f"{receiver.base_url}/callbacks/%E2%80%AE{job_id}?{good}",
+    }
+
+
+FORGED = {"no-signature": 401} | dict.fromkeys(
+    ["forged", "other-job", "expired", "sig-not-ascii", "sig-bad-escape", "sub-swapped",
+     "exp-extended", "id-not-printable"], 403,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "status"), FORGED.items())
+def test_receiver_refuses_urls_that_name_no_submission(
+    receiver: Receiver, redis_client: redis.Redis, path: str, status: int
+) -> None:
+    job_id = str(uuid.uuid4())
+    url = _forged_urls(receiver, job_id)[path]
+    body = {"success": True, "task_id": "t", "image_url": "https://cdn.example.com/r.png"}
+    before = _refused(receiver, redis_client)
+
+    response = requests.post(url, json=body, timeout=5)
+
+    assert response.status_code == status
+    assert response.json()["ok"] is False
+    why = "unsigned" if status == 401 else "expired" if path == "expired" else "bad_signature"
+    wait_until(
+        lambda: _refused(receiver, redis_client)[why] == before[why] + 1, 10.0, "counted", None
+    )
+    assert redis_client.keys(f"*{job_id}*") == []
+
+
 @pytest.mark.parametrize(
     ("path", "body", "status"),
     [
-        ("no-signature", b'{"success": true}', 401),
-        ("forged", b'{"success": true}', 403),
-        ("other-job", b'{"success": true}', 403),
         ("not-json", b"{nope", 400),
         ("not-object", b"[1, 2]", 400),
         ("no-success", b'{"task_id": "x"}', 400),
@@ -123,34 +172,30 @@ def test_duplicate_callbacks_change_nothing(worker: Stack, fresh: Emulator) -> N
         ("oversized", b'{"success": true, "pad": "' + b"x" * 70_000 + b'"}', 413),
     ],
 )
-def test_receiver_refuses_bad_callbacks_with_a_4xx(
+def test_receiver_refuses_bad_bodies_with_a_4xx(
     receiver: Receiver, redis_client: redis.Redis, path: str, body: bytes, status: int
 ) -> None:
     job_id = str(uuid.uuid4())
-    url = {
-        "no-signature": f"{receiver.base_url}/callbacks/{job_id}",
-        "forged": f"{receiver.base_url}/callbacks/{job_id}?sig={'0' * 64}",
-        "other-job": f"{receiver.base_url}/callbacks/{job_id}?sig={sign(SECRET, 'another')}",
-    }.get(path, receiver.url(job_id))
-    keys_before = set(redis_client.keys("*"))
 
-    response = requests.post(url, data=body, timeout=5)
+    response = requests.post(receiver.url(job_id), data=body, timeout=5)
 
     assert response.status_code == status
     assert response.json()["ok"] is False
-    assert set(redis_client.keys("*")) == keys_before
+    assert redis_client.keys(f"*{job_id}*") == []
 
 
 def test_callback_for_an_unknown_job_is_answered_without_side_effects(
     receiver: Receiver, redis_client: redis.Redis
 ) -> None:
-    keys_before = set(redis_client.keys("*"))
+    job_id = str(uuid.uuid4())
+    before = _refused(receiver, redis_client)
     response = requests.post(
-        receiver.url(str(uuid.uuid4())), json={"success": True, "image_url": "http://x/y.png"}
+        receiver.url(job_id), json={"success": True, "image_url": "http://x/y.png"}, timeout=5
     )
     assert response.status_code == 200
     assert response.json() == {"ok": True, "outcome": "ignored"}
-    assert set(redis_client.keys("*")) == keys_before
+    assert redis_client.keys(f"*{job_id}*") == []
+    assert _refused(receiver, redis_client)["unknown_job"] == before["unknown_job"] + 1
 
 
 def test_callback_before_the_submission_is_recorded_is_not_lost(
@@ -159,10 +204,11 @@ def test_callback_before_the_submission_is_recorded_is_not_lost(
     from faceswap_jobs.worker.runtime import Runtime
 
     rt = Runtime.build(worker.producer.settings, worker.producer.app)
-    record, attempt = running_job(rt.store)
+    submission = new_submission()
+    record, attempt = running_job(rt.store, submission)
 
     early = requests.post(
-        receiver.url(record.id),
+        receiver.url(record.id, submission),
         json={"success": True, "task_id": "vendor-1", "image_url": "http://x/r.png",
               "image_width": 8, "image_height": 8, "image_size": 64},
         timeout=5,
@@ -254,3 +300,111 @@ def test_flower_hears_that_a_callback_settled_the_job(worker: Stack, fresh: Emul
     assert not waiting["hostname"].startswith("settlement@")
     [event] = ours("task-succeeded")
     assert event["hostname"].startswith("settlement@")
+
+
+def _refused(receiver: Receiver, client: redis.Redis) -> collections.Counter[str]:
+    """The receiver's and the settle script's counts of callbacks that changed nothing."""
+    stats = client.hgetall(f"{receiver.stack.producer.settings.key_prefix}:stats")
+    return collections.Counter(
+        {k.removeprefix("callbacks:refused:"): int(v) for k, v in stats.items()
+         if k.startswith("callbacks:refused:")}
+    )  # fmt: skip
+
+
+def _waiting(worker: Stack, fresh: Emulator) -> tuple[Any, str, str]:
+    """A job whose call was accepted and waits for its (slow) callback: the job, the callback URL
+    the API was given (as anyone reading its ledger sees it) and the API's task id."""
+    fresh.configure(callback_delay_s=1500.0)
+    tag = unique_tag()
+    job = worker.submit_tagged(tag, 1)[0]
+    wait_until(lambda: job.status() is JobState.WAITING_CALLBACK, 30.0, "acceptance", None)
+    [call] = fresh.calls_for(tag)
+    return job, call["request"]["callback_url"], call["task_id"]
+
+
+def _failure(task_id: str, code: str) -> dict[str, Any]:
+    return {"success": False, "task_id": task_id, "error": {"code": code, "message": "boom"}}
+
+
+def test_a_leaked_url_cannot_bill_resubmissions(
+    worker: Stack, fresh: Emulator, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    """One failure body posted again and again: the first retries its own job (one more call),
+    every replay changes nothing, before and after the resubmission is accepted."""
+    job, url, task_id = _waiting(worker, fresh)
+    before = _refused(receiver, redis_client)
+
+    first = requests.post(url, json=_failure(task_id, "api_error"), timeout=5)
+    replays = [requests.post(url, json=_failure(task_id, "api_error"), timeout=5)]
+    wait_until(
+        lambda: job.record().calls == 2 and job.status() is JobState.WAITING_CALLBACK,
+        60.0, "the resubmission", None,
+    )  # fmt: skip
+    replays += [requests.post(url, json=_failure(task_id, "api_error"), timeout=5)
+                for _ in range(5)]  # fmt: skip
+
+    assert first.json() == {"ok": True, "outcome": "retry"}
+    assert [r.json() for r in replays] == [{"ok": True, "outcome": "ignored"}] * 6
+    record = job.record()
+    assert (record.calls, record.state) == (2, JobState.WAITING_CALLBACK)
+    assert [a.outcome for a in record.history] == ["retry", "accepted"]
+    assert record.history[0].submission != record.history[1].submission
+    assert len(fresh.ledger()) == 2
+    refused = _refused(receiver, redis_client) - before
+    assert refused["not_waiting"] + refused["stale_submission"] == 6
+    assert refused["stale_submission"] >= 5
+
+
+def test_a_callback_must_carry_the_recorded_task_id(
+    worker: Stack, fresh: Emulator, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    job, url, task_id = _waiting(worker, fresh)
+    before = _refused(receiver, redis_client)
+    forged = {"success": True, "image_url": "https://cdn.example.com/forged.png"}
+
+    answers = [
+        requests.post(url, json=forged | {"task_id": "someone-elses"}, timeout=5),
+        requests.post(url, json=forged, timeout=5),
+        requests.post(url, json=_failure("someone-elses", "invalid_token"), timeout=5),
+    ]
+
+    assert [a.json()["outcome"] for a in answers] == ["ignored"] * 3
+    assert job.status() is JobState.WAITING_CALLBACK
+    assert (_refused(receiver, redis_client) - before)["task_mismatch"] == 3
+    genuine = forged | {"task_id": task_id}
+    assert requests.post(url, json=genuine, timeout=5).json()["outcome"] == "succeeded"
+    record = job.record()
+    assert record.result is not None and record.result.image_url == genuine["image_url"]
+    assert record.api_task_id == task_id
+
+
+def test_a_callback_never_opens_the_breaker(
+    worker: Stack, fresh: Emulator, receiver: Receiver
+) -> None:
+    """`invalid_token` in a callback ends its own job's call; the token stays usable for all."""
+    from faceswap_jobs.worker.runtime import Runtime
+
+    job, url, task_id = _waiting(worker, fresh)
+    rt = Runtime.build(worker.producer.settings, worker.producer.app)
+
+    answer = requests.post(url, json=_failure(task_id, "invalid_token"), timeout=5)
+
+    assert answer.json()["outcome"] != "ignored"
+    first = job.record().history[0]
+    assert first.error is not None and first.error["code"] == "invalid_token"
+    assert rt.limits.snapshot().breaker.state == "closed"
+    fresh.configure(callback_delay_s=0.0)
+    other = worker.submit_tagged(unique_tag(), 1)[0]
+    other.result(timeout=60)
+    assert other.record().calls == 1
+    assert rt.limits.snapshot().breaker.state == "closed"
+
+
+@settings(max_examples=150, deadline=None)
+@given(body=st.binary(max_size=300) | st.builds(lambda d: json.dumps(d).encode(), BODIES))
+def test_no_callback_body_is_a_500(receiver: Receiver, body: bytes) -> None:
+    """A signed URL (an unknown job) and any body at all: a 2xx or a 4xx with a reason."""
+    response = requests.post(receiver.url(str(uuid.uuid4())), data=body, timeout=5)
+
+    assert response.status_code in (200, 400, 413)
+    assert response.json()["ok"] is (response.status_code == 200)

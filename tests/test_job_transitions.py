@@ -11,13 +11,14 @@ from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import redis_client
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.jobs.store import JobStore, job_store
-from faceswap_jobs.jobs.transitions import Ending, JobTransitions
+from faceswap_jobs.jobs.transitions import CallbackOf, Ending, JobTransitions
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.models import Attempt, JobState, SwapResult
 from tests.support.jobs import queued_job, running_job, unique_tag
 
 RESULT = SwapResult(image_url="https://cdn.example.com/r.png", image_width=8, task_id="v-1")
 ERROR = {"code": "api_error", "message": "boom", "status": 500}
+SUBMISSION = "s-0123456789abcdef"
 GAVE_UP = Ending(JobState.FAILED, "failed", error=ERROR, failure_reason="gave up")
 
 
@@ -176,14 +177,15 @@ def test_a_settled_callback_frees_its_in_flight_slot_once(
     )
     lease, _ = slots.try_acquire()
     assert lease is not None
-    record, attempt = running_job(store)
+    record, attempt = running_job(store, SUBMISSION)
+    callback = CallbackOf(SUBMISSION, "vendor-7")
 
     assert jobs.accept(record.id, attempt, "vendor-7", 60.0, lease, token)
-    first = jobs.settle(record.id, Ending(JobState.SUCCEEDED, "succeeded", result=RESULT))
-    second = jobs.settle(record.id, Ending(JobState.FAILED, "failed", error=ERROR))
+    first = jobs.settle(record.id, Ending(JobState.SUCCEEDED, "succeeded", result=RESULT), callback)
+    second = jobs.settle(record.id, Ending(JobState.FAILED, "failed", error=ERROR), callback)
 
     stored = store.get(record.id)
-    assert (first, second) == ([1], [0, "succeeded"])
+    assert (first, second) == ([1], [0, "succeeded", "finished"])
     assert stored is not None and stored.state is JobState.SUCCEEDED
     assert (stored.attempts, stored.calls, stored.api_task_id) == (1, 1, "vendor-7")
     assert stored.inflight_lease is None
@@ -191,7 +193,12 @@ def test_a_settled_callback_frees_its_in_flight_slot_once(
     assert slots.in_flight() == 0
     assert store.client.llen(store.keys.inflight_wake(token)) == 1
     assert store.client.zcard(store.keys.awaiting_callback) == 0
-    assert stats(store) == {"calls:succeeded": "1", "jobs:succeeded": "1"}
+    assert stats(store) == {
+        "calls:succeeded": "1",
+        "jobs:succeeded": "1",
+        "callbacks:applied": "1",
+        "callbacks:refused:finished": "1",
+    }
 
 
 def test_a_settled_retry_parks_the_job_in_the_same_step(
@@ -237,3 +244,28 @@ def test_a_record_that_expired_is_not_recreated_by_a_late_transition(
 
     assert moved is False
     assert not store.client.exists(store.keys.job(record.id))
+
+
+@pytest.mark.parametrize(
+    ("callback", "why"),
+    [
+        (CallbackOf("another-submission", "vendor-8"), "stale_submission"),
+        (CallbackOf(SUBMISSION, "vendor-9"), "task_mismatch"),
+        (CallbackOf(SUBMISSION, None), "task_mismatch"),
+    ],
+)
+def test_a_callback_settles_only_the_call_it_was_issued_for(
+    store: JobStore, jobs: JobTransitions, callback: CallbackOf, why: str
+) -> None:
+    record, attempt = running_job(store, SUBMISSION)
+    assert jobs.accept(record.id, attempt, "vendor-8", 60.0, "", "")
+    before = int(store.client.hget(store.keys.stats, f"callbacks:refused:{why}") or 0)
+
+    reply = jobs.settle(record.id, Ending(JobState.FAILED, "failed", error=ERROR), callback)
+
+    stored = store.get(record.id)
+    assert reply == [0, "waiting_callback", why]
+    assert stored is not None and stored.state is JobState.WAITING_CALLBACK
+    assert [a.outcome for a in stored.history] == ["accepted"]
+    after = int(store.client.hget(store.keys.stats, f"callbacks:refused:{why}") or 0)
+    assert after == before + 1

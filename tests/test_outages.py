@@ -11,13 +11,14 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from faceswap_jobs.callbacks.signing import callback_url
+from faceswap_jobs.callbacks.signing import callback_url, new_submission, ticket_for
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import FaceSwapError, ServiceUnavailableError
 from faceswap_jobs.ops.sandbox import (
@@ -147,7 +148,8 @@ def test_the_receiver_stays_up_and_answers_503_while_redis_is_away(
         health = requests.get(f"{base}/healthz", timeout=30)
         assert health.status_code == 200 and health.json() == {"ok": True, "redis": False}
         body = {"success": True, "task_id": "t-1", "image_url": "https://cdn.example.com/r.png"}
-        answer = requests.post(callback_url(base, secret, "job-1"), json=body, timeout=30)
+        ticket = ticket_for("job-1", new_submission(), 60.0, time.time())
+        answer = requests.post(callback_url(base, secret, ticket), json=body, timeout=30)
         assert answer.status_code == 503
         assert receiver.alive()
     finally:

@@ -11,6 +11,7 @@ time to the end of its answer, so time a request spent waiting for a client conn
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from faceswap_jobs.callbacks.signing import callback_url
+from faceswap_jobs.callbacks.signing import callback_url, ticket_for
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
 from faceswap_jobs.worker.runtime import Runtime
 
@@ -51,6 +52,14 @@ class Answer:
     error: str | None
 
 
+CALLBACK_URL_WAIT_S = 3600.0
+
+
+def submission_of(job_id: str) -> str:
+    """Each seeded job's submission nonce, derived from its id so the callbacks can name it."""
+    return hashlib.sha256(job_id.encode()).hexdigest()[:16]
+
+
 def seed_waiting_jobs(rt: Runtime, count: int, token_id: str, wait_s: float) -> list[str]:
     """`count` jobs in `waiting_callback` holding an in-flight slot, as a worker leaves them."""
 
@@ -67,7 +76,9 @@ def seed_waiting_jobs(rt: Runtime, count: int, token_id: str, wait_s: float) -> 
             updated_at=now,
         )
         rt.store.create(record)
-        attempt = Attempt(number=1, started_at=now, worker="bench")
+        attempt = Attempt(
+            number=1, started_at=now, worker="bench", submission=submission_of(record.id)
+        )
         rt.jobs.start_attempt(record.id, attempt)
         lease, _ = rt.limits.inflight.try_acquire()
         if lease is None:
@@ -84,7 +95,8 @@ def callbacks_for(base_url: str, secret: str, job_ids: list[str]) -> list[Callba
     """One signed success callback per job, in the vendor's body format."""
     callbacks = []
     for job_id in job_ids:
-        url = callback_url(base_url, secret, job_id)
+        ticket = ticket_for(job_id, submission_of(job_id), CALLBACK_URL_WAIT_S, time.time())
+        url = callback_url(base_url, secret, ticket)
         parts = urlsplit(url)
         body = json.dumps(
             {

@@ -1,18 +1,20 @@
 """The webhook receiver: where the API POSTs callback-mode results (`faceswap-jobs webhook`).
 
-It answers fast and does little: check the per-job signature before reading the body, bound and
-parse the body, then let `Settlement` apply it in one atomic step. A success — nearly every
-callback — is one script call on an asyncio Redis client, with no thread hop; a failure goes
-through the retry policy on a thread. Telling Celery's backend and Flower happens afterwards, in
-batches (`callbacks/announce.py`). A client's mistake gets a 4xx
-with a reason, never a 500; an unknown or finished job gets a 200 that changes nothing, so the
-sender stops retrying.
+It answers fast and does little: check the URL's signature (one submission of one job, not
+expired) before reading the body, bound and parse the body, then let `Settlement` apply it in one
+atomic step that also checks the submission is the one still waiting and the body's task id the
+one recorded. A success — nearly every callback — is one script call on an asyncio Redis client,
+with no thread hop; a failure goes through the retry policy on a thread. Telling Celery's backend
+and Flower happens afterwards, in batches (`callbacks/announce.py`). A client's mistake gets a
+4xx with a reason, never a 500; a callback for an unknown or finished job, or for a submission no
+longer waiting, gets a 200 that changes nothing (counted), so the sender stops retrying.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,16 +25,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from faceswap_jobs.callbacks.refusals import RefusalTally
 from faceswap_jobs.callbacks.settlement import build_settlement, usable_result
-from faceswap_jobs.callbacks.signing import SIGNATURE_PARAM, verify
+from faceswap_jobs.callbacks.signing import Refused, verify
 from faceswap_jobs.celery_app import create_app
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import OUTAGE_ERRORS, async_redis_client, redis_client
 from faceswap_jobs.jobs.lua import END_ATTEMPT
+from faceswap_jobs.keys import Keys
 
 log = logging.getLogger(__name__)
 
-MAX_JOB_ID_CHARS = 128
 HEALTH_PROBE_RETRY_S = 1.0
 
 
@@ -62,29 +65,35 @@ def create_webhook_app(settings: Settings) -> Starlette:
     settle = build_settlement(settings, client, create_app(settings))
     async_client = async_redis_client(settings)
     settle_script = async_client.register_script(END_ATTEMPT)
+    refusals = RefusalTally(async_client, Keys(settings.key_prefix).stats)
 
     async def receive(request: Request) -> JSONResponse:
-        job_id = request.path_params["job_id"]
-        signature = request.query_params.get(SIGNATURE_PARAM)
-        if not signature:
-            return _refuse(401, "missing signature")
-        if len(job_id) > MAX_JOB_ID_CHARS or not verify(secret, job_id, signature):
-            return _refuse(403, "bad signature")
+        try:
+            job_id = request.path_params["job_id"]
+            ticket = verify(secret, job_id, request.query_params, time.time())
+        except Refused as refused:
+            refusals.count(refused.reason)
+            return _refuse(refused.status, refused.message)
         body = await _read_bounded(request, settings.webhook_max_body_bytes)
         if body is None:
+            refusals.count("too_large")
             return _refuse(413, f"body larger than {settings.webhook_max_body_bytes} bytes")
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, ValueError, RecursionError):
+            refusals.count("invalid_body")
             return _refuse(400, "body is not JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("success"), bool):
+            refusals.count("invalid_body")
             return _refuse(400, "body must be a JSON object with a boolean 'success'")
         result = usable_result(payload)
         try:
             if result is None:
-                settled = await run_in_threadpool(settle.on_callback, job_id, payload)
+                settled = await run_in_threadpool(
+                    settle.on_callback, job_id, ticket.submission, payload
+                )
             else:
-                keys, args = settle.success_call(job_id, result)
+                keys, args = settle.success_call(job_id, ticket.submission, result)
                 reply = await settle_script(keys=keys, args=args)
                 settled = settle.succeeded(job_id, result, reply)
         except redis.RedisError as exc:
@@ -104,7 +113,9 @@ def create_webhook_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        refusals.start()
         yield
+        await refusals.stop()
         settle.close()
         client.close()
         probe.close()

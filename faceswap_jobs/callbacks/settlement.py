@@ -26,8 +26,8 @@ from faceswap_jobs.client import callback_error
 from faceswap_jobs.config import Settings
 from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, MalformedResponseError
 from faceswap_jobs.jobs.store import JobStore, job_store
-from faceswap_jobs.jobs.transitions import Ending, JobTransitions
-from faceswap_jobs.models import JobRecord, JobState, SwapResult
+from faceswap_jobs.jobs.transitions import CallbackOf, Ending, JobTransitions
+from faceswap_jobs.models import MAX_TASK_ID_CHARS, JobRecord, JobState, SwapResult
 from faceswap_jobs.policy import Action, RetryConfig, next_step
 
 log = logging.getLogger(__name__)
@@ -57,26 +57,35 @@ class Settlement:
         """Flush what is still to be told to Celery's backend and Flower."""
         self._announcer.close()
 
-    def on_callback(self, job_id: str, payload: dict[str, Any]) -> Settled:
-        """Apply a verified callback body; idempotent, and harmless for unknown or ended jobs."""
+    def on_callback(self, job_id: str, submission: str, payload: dict[str, Any]) -> Settled:
+        """Apply a verified callback body to the submission its URL names; idempotent, and
+        harmless for unknown or ended jobs and for any other submission."""
+        callback = CallbackOf(submission, callback_task_id(payload))
         result = usable_result(payload)
         if result is not None:
-            return self.succeeded(job_id, result, self._jobs.settle(job_id, success(result)))
+            reply = self._jobs.settle(job_id, success(result), callback)
+            return self.succeeded(job_id, result, reply)
         record = self._store.get(job_id)
         if record is None or record.state not in (JobState.WAITING_CALLBACK, JobState.RUNNING):
+            why = "unknown_job" if record is None else ("finished" if record.state.finished
+                                                         else "not_waiting")  # fmt: skip
+            self._jobs.count_refused_callback(why)
             return Settled("ignored", record.state if record else None)
         if payload.get("success") is True:
             detail = json.dumps(payload)[:500]
             error: FaceSwapError = MalformedResponseError(
                 "callback has no usable image_url", None, None, None, None, detail
             )
-            return self._fail_or_retry(record, error)
-        return self._fail_or_retry(record, callback_error(payload))
+            return self._fail_or_retry(record, error, callback)
+        return self._fail_or_retry(record, callback_error(payload), callback)
 
-    def success_call(self, job_id: str, result: SwapResult) -> tuple[list[str], list[Any]]:
+    def success_call(
+        self, job_id: str, submission: str, result: SwapResult
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of the settling script for a successful callback: the receiver runs
         it on its asyncio client (one round trip), `on_callback` on the blocking one."""
-        return self._jobs.settle_call(job_id, success(result))
+        callback = CallbackOf(submission, result.task_id)
+        return self._jobs.settle_call(job_id, success(result), callback)
 
     def succeeded(self, job_id: str, result: SwapResult, reply: list[Any]) -> Settled:
         """What a success settlement did; tells Celery's backend and Flower when it settled."""
@@ -108,7 +117,9 @@ class Settlement:
                 settled += 1
         return settled
 
-    def _fail_or_retry(self, record: JobRecord, error: FaceSwapError) -> Settled:
+    def _fail_or_retry(
+        self, record: JobRecord, error: FaceSwapError, callback: CallbackOf | None = None
+    ) -> Settled:
         accepted = bool(record.history) and record.history[-1].outcome == "accepted"
         step = next_step(
             error, record, now=time.time(), config=self._retry, rng=self._rng,
@@ -125,7 +136,7 @@ class Settlement:
             ending = Ending(JobState.RETRY_WAIT, str(decision.action), error=err,
                             counted=step.counted, wait_reason=decision.reason,
                             park_s=decision.delay_s)  # fmt: skip
-        if not self._jobs.settle(record.id, ending)[0]:
+        if not self._jobs.settle(record.id, ending, callback)[0]:
             return Settled("ignored", record.state)
         if decision.action is Action.FAIL:
             self._announcer.announce(
@@ -146,6 +157,14 @@ class Settlement:
 
 def success(result: SwapResult) -> Ending:
     return Ending(JobState.SUCCEEDED, "succeeded", result=result)
+
+
+def callback_task_id(payload: dict[str, Any]) -> str | None:
+    """The task id a callback body names, when it is one we could have recorded."""
+    task_id = payload.get("task_id")
+    if isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID_CHARS:
+        return task_id
+    return None
 
 
 def usable_result(payload: dict[str, Any]) -> SwapResult | None:

@@ -32,16 +32,39 @@ END_ATTEMPT = (
 --       not know it), [7] the attempt's error (JSON or ''), [8] 1 when the call spends retry
 --       budget, [9] ttl (ms) when the new state is an end, else 0, [10] API task id to record
 --       if none is yet (or ''), [11] in-flight key prefix, [12] longest wake-up list,
---       [13] batch key prefix, [14] park for this many seconds (-1: do not park)
+--       [13] batch key prefix, [14] park for this many seconds (-1: do not park),
+--       [15] a callback's submission nonce ('' = not a callback), [16] the callback's task id
 -- Ends the job's running (or accepted) call and moves the job, freeing the in-flight slot a
 -- callback-mode call held, counting ends in stats and batch, dead-lettering a failure, parking
--- or pausing a job that waits. Returns {1} when it moved the job, else {0, state}.
+-- or pausing a job that waits. A callback ends only the call it was issued for: the last
+-- attempt must carry its nonce and, once the API's task id is recorded, that task id; any other
+-- callback (a replay, an earlier submission's, a forgery) is counted in stats and changes
+-- nothing. Returns {1} when it moved the job, else {0, state, why}.
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'succeeded' or state == 'failed' or state == 'cancelled' then
-  return {0, state or ''}
+local callback = ARGV[15] ~= ''
+local function refuse(why)
+  if callback then redis.call('HINCRBY', KEYS[4], 'callbacks:refused:' .. why, 1) end
+  return {0, state or '', why}
+end
+if not state then return refuse('unknown_job') end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then
+  return refuse('finished')
 end
 if ARGV[1] ~= '*' and not string.find(',' .. ARGV[1] .. ',', ',' .. state .. ',', 1, true) then
-  return {0, state}
+  return refuse('not_waiting')
+end
+if callback then
+  local last = redis.call('LINDEX', KEYS[2], -1)
+  local call = last and cjson.decode(last)
+  if not call or call.submission ~= ARGV[15]
+      or (call.outcome ~= 'in_progress' and call.outcome ~= 'accepted') then
+    return refuse('stale_submission')
+  end
+  local recorded = call.api_task_id
+  if type(recorded) == 'string' and recorded ~= ARGV[16] then
+    return refuse('task_mismatch')
+  end
+  redis.call('HINCRBY', KEYS[4], 'callbacks:applied', 1)
 end
 local now = tonumber(ARGV[4])
 if ARGV[3] ~= '' then

@@ -30,6 +30,14 @@ NOT_CALLING = ",".join(
 
 
 @dataclass(frozen=True)
+class CallbackOf:
+    """Which call a callback claims to answer: the nonce of its URL and the task id in its body."""
+
+    submission: str
+    task_id: str | None
+
+
+@dataclass(frozen=True)
 class Ending:
     """How an attempt ends: the job's new state and what the record keeps of it."""
 
@@ -104,22 +112,26 @@ class JobTransitions:
     def accept(
         self, job_id: str, attempt: Attempt, api_task_id: str, wait_s: float, lease: str, token: str
     ) -> bool:
-        """Record the API's task id; False when an early callback already settled the job."""
+        """Record the API's task id (in the job and in the attempt, where the callback's is checked
+        against it); False when an early callback already settled the job."""
         now = time.time()
-        accepted = attempt.model_copy(update={"outcome": "accepted"})
+        accepted = attempt.model_copy(update={"outcome": "accepted", "api_task_id": api_task_id})
         keys = [self.keys.job(job_id), self.keys.history(job_id), self.keys.awaiting_callback]
         args = [api_task_id, wait_s, lease, token, accepted.model_dump_json(), now]
         return bool(self._accept(keys=keys, args=args))
 
-    def settle_call(self, job_id: str, ending: Ending) -> tuple[list[str], list[Any]]:
+    def settle_call(
+        self, job_id: str, ending: Ending, callback: CallbackOf | None = None
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of `END_ATTEMPT` settling a callback-mode job, for a caller that runs the
         script on its own (asyncio) client."""
-        return self._end_call(job_id, WAITING_OR_EARLY, ending, time.time(), "")
+        return self._end_call(job_id, WAITING_OR_EARLY, ending, time.time(), "", callback)
 
-    def settle(self, job_id: str, ending: Ending) -> list[Any]:
-        """End the call a callback (or the reconciler) answers; the reply is [1] when it moved
-        the job, else [0, state]: the first settlement wins, later ones change nothing."""
-        keys, args = self.settle_call(job_id, ending)
+    def settle(self, job_id: str, ending: Ending, callback: CallbackOf | None = None) -> list[Any]:
+        """End the call a callback (or, with `callback` None, the reconciler) answers; the reply
+        is [1] when it moved the job, else [0, state, why]: the first settlement wins, later
+        ones and callbacks of other submissions change nothing."""
+        keys, args = self.settle_call(job_id, ending, callback)
         return list(self._end(keys=keys, args=args))
 
     def cancel(self, job_id: str, now: float) -> bool:
@@ -168,12 +180,23 @@ class JobTransitions:
     def count_lost_callback(self) -> None:
         self._r.hincrby(self.keys.stats, "callbacks:lost", 1)
 
+    def count_refused_callback(self, why: str) -> None:
+        """A callback that changed nothing (its job unknown or ended) is counted like the ones
+        `END_ATTEMPT` refuses."""
+        self._r.hincrby(self.keys.stats, f"callbacks:refused:{why}", 1)
+
     def _move(self, job_id: str, state: JobState, reason: str, now: float, park_s: float) -> bool:
         keys = [self.keys.job(job_id), self.keys.parked, self.keys.paused]
         return bool(self._wait(keys=keys, args=[job_id, state, now, reason, park_s]))
 
     def _end_call(
-        self, job_id: str, may_leave: str, ending: Ending, now: float, attempt_json: str
+        self,
+        job_id: str,
+        may_leave: str,
+        ending: Ending,
+        now: float,
+        attempt_json: str,
+        callback: CallbackOf | None = None,
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
         keys = [k.job(job_id), k.history(job_id), k.awaiting_callback, k.stats, k.dead_letters,
@@ -193,5 +216,7 @@ class JobTransitions:
             WAKE_LIST_MAX,
             k.batch(""),
             -1 if ending.park_s is None else max(0.0, ending.park_s),
+            callback.submission if callback else "",
+            (callback.task_id or "") if callback else "",
         ]
         return keys, args

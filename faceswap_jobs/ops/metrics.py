@@ -44,15 +44,29 @@ class RedisStatsCollector(Collector):
             "faceswap_callbacks_lost", "Callbacks given up on by the reconciler"
         )
         lost.add_metric([], float(stats.get("callbacks:lost", 0)))
+        applied = CounterMetricFamily(
+            "faceswap_callbacks_applied", "Callbacks that ended the submission they were issued for"
+        )
+        applied.add_metric([], float(stats.get("callbacks:applied", 0)))
+        refused = CounterMetricFamily(
+            "faceswap_callbacks_refused",
+            "Callbacks that changed nothing, by why (bad_signature, expired, stale_submission, "
+            "task_mismatch, finished, ...): replays, forgeries, late duplicates",
+            labels=["why"],
+        )
         for field, value in sorted(stats.items()):
             kind, _, name = field.partition(":")
             if kind == "calls":
                 calls.add_metric([name], float(value))
             elif kind == "jobs":
                 jobs.add_metric([name], float(value))
+            elif field.startswith("callbacks:refused:"):
+                refused.add_metric([field.removeprefix("callbacks:refused:")], float(value))
         yield calls
         yield jobs
         yield lost
+        yield applied
+        yield refused
         yield from self._limit_gauges()
         yield from self._queue_gauges()
 

@@ -31,9 +31,10 @@ def queued_job(store: JobStore, **fields: object) -> JobRecord:
     return record
 
 
-def running_job(store: JobStore) -> tuple[JobRecord, Attempt]:
-    """A job whose call has started and not ended, as a worker leaves it mid-call."""
+def running_job(store: JobStore, submission: str | None = None) -> tuple[JobRecord, Attempt]:
+    """A job whose call has started and not ended, as a worker leaves it mid-call (in callback
+    mode when `submission` names the call's callback URL)."""
     record = queued_job(store)
-    attempt = Attempt(number=1, started_at=time.time())
+    attempt = Attempt(number=1, started_at=time.time(), submission=submission)
     JobTransitions(store.client, store).start_attempt(record.id, attempt)
     return record, attempt
