@@ -1,7 +1,12 @@
 # One image for every role: `worker`, `flower`, `emulator`, `submit`, `status`, `dlq`.
 #   docker build -t faceswap-jobs .
 #   docker run --rm faceswap-jobs --help
-FROM python:3.11-slim
+#
+# The base image by an exact release, never a moving tag such as 3.11-slim. To pin the exact
+# bytes too, append the digest (this prints it; the FROM line then reads
+# python:3.11.14-slim-bookworm@sha256:<digest>):
+#   docker buildx imagetools inspect python:3.11.14-slim-bookworm
+FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -12,9 +17,11 @@ ENV PYTHONUNBUFFERED=1 \
 RUN groupadd --system --gid 10001 faceswap \
  && useradd --system --uid 10001 --gid faceswap --create-home --home-dir /home/faceswap faceswap
 
-COPY pyproject.toml README.md /src/
+# Every dependency at the exact version the tests ran against (constraints.txt says how to
+# regenerate it), so two builds of one commit install the same code.
+COPY constraints.txt pyproject.toml README.md /src/
 COPY faceswap_jobs /src/faceswap_jobs
-RUN pip install /src && rm -rf /src
+RUN pip install --constraint /src/constraints.txt /src && rm -rf /src
 
 USER 10001:10001
 # Settings also read a `.env` in the working directory; the image ships none.
