@@ -95,6 +95,11 @@ class Keys:
         """Hash: row position -> why that row was rejected."""
         return f"{self.prefix}:batch:{name}:rejects"
 
+    def batch_ids(self, name: str) -> str:
+        """Hash: the `id` of each row that gave one -> a fingerprint of its request and its line,
+        so a later row reusing the `id` for a different request is refused."""
+        return f"{self.prefix}:batch:{name}:ids"
+
     def batch_lock(self, name: str) -> str:
         """String: held by the one backfill enqueueing into a batch."""
         return f"{self.prefix}:batch:{name}:lock"

@@ -6,17 +6,24 @@ backfill that dies mid-file therefore left whole chunks behind it, and the next 
 the cursor: no row is enqueued twice and none is skipped. Job ids are derived from the batch and
 the row's identity, so even a row that reaches a worker twice (a duplicate line, a redelivery)
 is one job and at most one call.
+
+A row that repeats an earlier row's `id` must ask for the same thing (URLs, timeout, metadata):
+the batch keeps a short fingerprint per `id`, written in the chunk's transaction, and a row whose
+request differs is rejected with the line it clashes with instead of being merged into that job.
+Every message is encoded to UTF-8 before the transaction, so a row that cannot be (a lone
+surrogate the validators missed) becomes a reject rather than failing the chunk on every resume.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -24,6 +31,7 @@ import redis
 from faceswap_jobs.batches.messages import Origin, swap_message
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.keys import Keys
+from faceswap_jobs.validation import request_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -161,23 +169,31 @@ class Enqueuer:
         on_wait: Callable[[int], None] | None,
     ) -> None:
         self._hold_back(batch, chunk, done, on_wait)
-        messages: list[str] = []
+        fingerprints = self._check_repeated_ids(batch, chunk)
+        messages: list[bytes] = []
         rows: list[tuple[uuid.UUID | None, int]] = []
         rejects: dict[int, str] = {}
         for i, item in enumerate(chunk):
-            if item.request is None:
-                rows.append((None, item.line))
-                raw = item.raw[:MAX_REJECT_RAW].replace("\t", " ").replace("\n", " ")
-                rejects[position + i] = f"{item.line}\t{item.reason}\t{raw}"
-                continue
-            job_uuid = bulk_job_uuid(batch, item.key)
-            job_id = str(job_uuid)
-            origin = Origin(batch, position + i, item.line, item.row_id)
-            messages.append(
-                swap_message(job_id, item.request, origin, self._queue, metadata=item.metadata,
-                             delivery_tag=f"{job_id}.{position + i}")
-            )  # fmt: skip
-            rows.append((job_uuid, item.line))
+            if item.request is not None:
+                job_uuid = bulk_job_uuid(batch, item.key)
+                job_id = str(job_uuid)
+                origin = Origin(batch, position + i, item.line, item.row_id)
+                try:
+                    messages.append(
+                        swap_message(job_id, item.request, origin, self._queue,
+                                     metadata=item.metadata,
+                                     delivery_tag=f"{job_id}.{position + i}").encode()
+                    )  # fmt: skip
+                except UnicodeEncodeError:
+                    fingerprints.pop(item.key, None)
+                    item = chunk[i] = _rejected(item, "not encodable as UTF-8 (a lone surrogate)")
+                else:
+                    rows.append((job_uuid, item.line))
+                    continue
+            rows.append((None, item.line))
+            rejects[position + i] = _storable(
+                f"{item.line}\t{_one_line(item.reason)}\t{_one_line(item.raw[:MAX_REJECT_RAW])}"
+            )
         last = chunk[-1]
         key = self._keys.batch(batch)
         pipe = self._r.pipeline(transaction=True)
@@ -186,6 +202,8 @@ class Enqueuer:
         self._batches.record_rows(pipe, batch, position, rows)
         if rejects:
             pipe.hset(self._keys.batch_rejects(batch), mapping=rejects)
+        if fingerprints:
+            pipe.hset(self._keys.batch_ids(batch), mapping=fingerprints)
         pipe.hincrby(key, "rows", len(chunk))
         pipe.hincrby(key, "enqueued", len(messages))
         pipe.hincrby(key, "rejected", len(rejects))
@@ -197,6 +215,33 @@ class Enqueuer:
         done.enqueued += len(messages)
         done.rejected += len(rejects)
         done.last_offset = last.end_offset
+
+    def _check_repeated_ids(self, batch: str, chunk: list[Item]) -> dict[str, str]:
+        """Turn rows that reuse an earlier row's `id` for a different request into rejects (in
+        `chunk`, in place); returns the fingerprints of the chunk's new ids, to be stored with
+        it. The same `id` with the same request stays a duplicate: one job, no second call."""
+        with_id = [i for i, item in enumerate(chunk) if item.request is not None and item.row_id]
+        if not with_id:
+            return {}
+        known = self._r.hmget(self._keys.batch_ids(batch), [chunk[i].key for i in with_id])
+        seen: dict[str, str] = {}
+        new: dict[str, str] = {}
+        for i, stored in zip(with_id, known, strict=True):
+            item = chunk[i]
+            assert item.request is not None
+            mine = request_fingerprint(item.request, item.metadata)
+            earlier = seen.get(item.key) or stored
+            if earlier is None:
+                seen[item.key] = new[item.key] = f"{mine}:{item.line}"
+                continue
+            fingerprint, _, line = earlier.partition(":")
+            if fingerprint != mine:
+                chunk[i] = _rejected(
+                    item,
+                    f"id {item.row_id!r:.80} was already used on line {line} for a different "
+                    "request (URLs, timeout or metadata differ)",
+                )
+        return new
 
     def _hold_back(
         self,
@@ -238,3 +283,26 @@ class Enqueuer:
     def _unlock(self, batch: str) -> None:
         if self._r.get(self._keys.batch_lock(batch)) == self._holder:
             self._r.delete(self._keys.batch_lock(batch))
+
+
+def _rejected(item: Item, reason: str) -> Item:
+    """`item` as a reject: its request is kept only as the row's text in the rejects file."""
+    shown = {"id": item.row_id, **(item.request or {})}
+    if item.metadata:
+        shown["metadata"] = item.metadata
+    raw = item.raw or json.dumps(shown, ensure_ascii=False)[:MAX_REJECT_RAW]
+    return replace(item, key="", request=None, metadata={}, reason=reason, raw=raw)
+
+
+def _one_line(text: str) -> str:
+    """Tabs and line breaks separate a stored reject's fields: none may be inside one."""
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _storable(text: str) -> str:
+    """`text` as Redis can be sent it: a lone surrogate is written as its escape."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text

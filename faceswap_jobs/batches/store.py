@@ -236,6 +236,7 @@ class BatchStore:
         """Append to `pipe` the refresh of the batch's own keys' time to live."""
         pipe.pexpire(self._keys.batch(name), self._ttl_ms)
         pipe.pexpire(self._keys.batch_rejects(name), self._ttl_ms)
+        pipe.pexpire(self._keys.batch_ids(name), self._ttl_ms)
 
     def rows(
         self, name: str, start: int = 0, count: int | None = None, chunk: int = 5000
