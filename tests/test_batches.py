@@ -179,6 +179,15 @@ def test_killed_backfill_resumes_and_every_row_is_called_once(
     assert exported[7]["duplicate_of_line"] == "5"
     assert exported[7]["job_id"] == exported[3]["job_id"]
     assert json.loads(exported[0]["metadata"]) == {"customer": "c0"}
+    assert exported[0]["error_code"] == exported[0]["duplicate_of_line"] == ""
+    lines = tmp_path / "out.jsonl"
+    bstack.cli("batch", "export", batch, str(lines))
+    typed = [json.loads(line) for line in lines.read_text().splitlines()]
+    assert [r["line"] for r in typed] == list(range(2, 122))
+    assert (typed[7]["duplicate_of_line"], typed[0]["duplicate_of_line"]) == (5, None)
+    assert typed[0]["metadata"] == {"customer": "c0"}
+    assert (typed[0]["calls"], typed[0]["error_code"]) == (1, None)
+    assert isinstance(typed[0]["image_width"], int)
 
 
 def _sample_depth(
@@ -241,7 +250,7 @@ def test_retry_failed_sends_only_failed_jobs_again(bstack: Stack, fresh: Emulato
     assert (second.counts["succeeded"], second.counts["failed"]) == (3, 0)
     assert _calls_per_row(fresh, tag) == {f"{tag}-0": 1, f"{tag}-1": 2, f"{tag}-2": 1}
     results = list(batch.results())
-    assert [r["row_id"] for r in results] == ["row-0", "row-1", "row-2", ""]
+    assert [r["row_id"] for r in results] == ["row-0", "row-1", "row-2", None]
     assert [r["status"] for r in results] == ["succeeded"] * 3 + ["rejected"]
     record = bstack.producer.get_job(results[1]["job_id"])
     assert record is not None and record.state is JobState.SUCCEEDED
@@ -267,7 +276,10 @@ def test_report_is_a_self_contained_contact_sheet(
     batch.wait(timeout=60, poll_s=0.2)
     out = tmp_path / "sheet.html"
 
-    bstack.cli("batch", "report", batch.name, str(out), "--sample", "10")
+    bstack.cli(
+        "batch", "report", batch.name, str(out), "--sample", "10",
+        FACESWAP_REPORT_ALLOW_PRIVATE_HOSTS="true",  # the emulator serves the images on loopback
+    )  # fmt: skip
 
     page = out.read_text()
     assert page.count("<tr><td>") == 3

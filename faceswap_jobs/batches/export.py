@@ -4,6 +4,10 @@ Walks the batch's packed rows and reads the job records a chunk at a time in one
 batch of millions exports in constant memory. A row no worker has taken yet has no record: it is
 `queued` (or `cancelled`, when its batch was); a rejected row carries its reason; a row that
 repeated an earlier row's request shares that row's job and says so.
+
+Rows are typed (numbers are numbers, what a row does not have is None, metadata is an object), as
+`Batch.results()` and JSON Lines give them; CSV writes None as an empty cell, metadata as JSON
+and quotes cells a spreadsheet would run as formulas.
 """
 
 from __future__ import annotations
@@ -63,11 +67,11 @@ def _chunk(
     rejected = [position for position, job_id, _ in rows if job_id is None]
     reasons = dict(zip(rejected, store.rejects(batch, rejected), strict=True))
     for position, job_id, line in rows:
-        out: dict[str, Any] = dict.fromkeys(COLUMNS, "")
-        out |= {"line": line, "job_id": job_id or ""}
+        out: dict[str, Any] = dict.fromkeys(COLUMNS)
+        out |= {"line": line, "job_id": job_id}
         if job_id is None:
             reason = (reasons.get(position) or "").split("\t")
-            out |= {"status": "rejected", "error_message": reason[1] if len(reason) > 1 else ""}
+            out |= {"status": "rejected", "error_message": reason[1] if len(reason) > 1 else None}
             yield out
             continue
         summary = next(summaries)
@@ -85,21 +89,19 @@ def _from_summary(job: dict[str, Any], position: int) -> dict[str, Any]:
     failed = state in ("failed", "cancelled")
     own_position = job["batch_position"]
     return {
-        "row_id": job["row_id"] or "",
+        "row_id": job["row_id"] or None,
         "status": state,
-        "source_image_url": request.get("source_image_url", ""),
-        "target_image_url": request.get("target_image_url", ""),
-        "image_url": result.get("image_url", "") if succeeded else "",
-        "image_width": result.get("image_width") or "" if succeeded else "",
-        "image_height": result.get("image_height") or "" if succeeded else "",
-        "error_code": (error.get("code") or "") if failed else "",
-        "error_message": (error.get("message") or "") if failed else "",
-        "failure_reason": job["failure_reason"] or "",
-        "calls": str(job["calls"]),
-        "duplicate_of_line": (
-            str(job["batch_line"] or "") if own_position not in (None, position) else ""
-        ),
-        "metadata": json.dumps(job["metadata"]) if job["metadata"] else "",
+        "source_image_url": request.get("source_image_url"),
+        "target_image_url": request.get("target_image_url"),
+        "image_url": result.get("image_url") if succeeded else None,
+        "image_width": result.get("image_width") if succeeded else None,
+        "image_height": result.get("image_height") if succeeded else None,
+        "error_code": error.get("code") if failed else None,
+        "error_message": error.get("message") if failed else None,
+        "failure_reason": job["failure_reason"] or None,
+        "calls": int(job["calls"] or 0),
+        "duplicate_of_line": (job["batch_line"] if own_position not in (None, position) else None),
+        "metadata": job["metadata"] or None,
     }
 
 
@@ -115,13 +117,22 @@ def write_export(jobs: JobStore, batch: str, out: Path) -> int:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in export_rows(jobs, batch):
-            writer.writerow({name: inert_cell(value) for name, value in row.items()})
+            writer.writerow({name: csv_cell(value) for name, value in row.items()})
             count += 1
     return count
 
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """A spreadsheet runs a cell starting with one of these as a formula (CSV injection)."""
+
+
+def csv_cell(value: Any) -> str:
+    """A typed export value as CSV text: nothing is an empty cell, an object is its JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return inert_cell(json.dumps(value, ensure_ascii=False))
+    return inert_cell(str(value))
 
 
 def inert_cell(value: Any) -> Any:

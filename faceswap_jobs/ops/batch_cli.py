@@ -247,14 +247,17 @@ def _reservoir(
 def _sheet_row(row: dict[str, object]) -> SheetRow:
     from faceswap_jobs.batches.report import SheetRow
 
+    def text(name: str) -> str | None:
+        return str(row[name]) if row[name] not in (None, "") else None
+
     detail = " ".join(str(row[k]) for k in ("error_code", "error_message") if row[k])
     return SheetRow(
         label=f"line {row['line']}" + (f" · id {row['row_id']}" if row["row_id"] else ""),
-        job_id=str(row["job_id"]) or None,
+        job_id=text("job_id"),
         status=str(row["status"]),
-        source_url=str(row["source_image_url"]) or None,
-        target_url=str(row["target_image_url"]) or None,
-        result_url=str(row["image_url"]) or None,
+        source_url=text("source_image_url"),
+        target_url=text("target_image_url"),
+        result_url=text("image_url"),
         detail=detail,
     )
 

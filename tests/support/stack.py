@@ -80,11 +80,11 @@ class Stack:
             for i in range(count)
         ]
 
-    def cli(self, *args: str) -> str:
-        """Run `faceswap-jobs ARGS` as an operator would, with this stack's settings."""
+    def cli(self, *args: str, **env: str) -> str:
+        """Run `faceswap-jobs ARGS` as an operator would, with this stack's settings (and `env`)."""
         return subprocess.run(
             [sys.executable, "-m", "faceswap_jobs", *args],
-            env=self.env(),
+            env=self.env(**env),
             capture_output=True,
             text=True,
             timeout=60,
