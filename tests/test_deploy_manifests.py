@@ -21,6 +21,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from faceswap_jobs.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -368,3 +370,29 @@ def test_constraints_say_how_to_regenerate_them() -> None:
     )
     assert "deploy/freeze_constraints.py > constraints.txt" in header
     assert (ROOT / "deploy" / "freeze_constraints.py").is_file()
+
+
+STRONG = {"FACESWAP_FLOWER_PASSWORD": "7hN2-qvX9-Lr4w-Tz8k"}
+
+
+@pytest.mark.parametrize("service", ["worker", "flower"])
+def test_compose_settings_are_accepted(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What compose gives a service must pass `Settings`' checks (plain http to the emulator on
+    compose's private network is allowed explicitly), or the service would not start."""
+    env = compose(COMPOSE_ENV | STRONG)["services"][service]["environment"]
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(value))
+
+    settings = Settings(_env_file=None)
+
+    assert settings.redis_url.startswith("redis://")
+
+
+def test_the_configmap_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    [config] = [doc for doc in manifests() if doc["kind"] == "ConfigMap"]
+    for name, value in config["data"].items():
+        monkeypatch.setenv(name, str(value))
+
+    settings = Settings(_env_file=None)
+
+    assert settings.api_base_url == config["data"]["FACESWAP_API_BASE_URL"]
