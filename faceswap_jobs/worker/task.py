@@ -9,25 +9,31 @@ call passes the global limits first; a job that must wait long is parked outside
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import time
 import uuid
 from typing import Any, NoReturn
 
 from celery import Task, shared_task
-from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
 from faceswap_jobs.batches.messages import Origin
 from faceswap_jobs.callbacks.signing import callback_url
 from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.connections import OUTAGE_ERRORS
-from faceswap_jobs.errors import AmbiguousCallError, FaceSwapError, RateLimitedError
+from faceswap_jobs.errors import (
+    AmbiguousCallError,
+    FaceSwapError,
+    InvalidSwapRequest,
+    RateLimitedError,
+)
 from faceswap_jobs.jobs.transitions import Ending
 from faceswap_jobs.limits import Admission
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, SwapResult
 from faceswap_jobs.policy import Action, next_step
-from faceswap_jobs.validation import check_metadata
+from faceswap_jobs.validation import BATCH_NAME, check_metadata
 from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.outcome import recorded
 from faceswap_jobs.worker.runtime import LEASE_MARGIN_S, Runtime, runtime_for
@@ -58,7 +64,8 @@ def swap(
     `origin` and `metadata` come with bulk jobs, whose record the worker writes on first sight
     (the enqueuer writes only the message). Redis away for longer than every retry: the message
     goes back to its queue (or, if even that fails, to the broker's unacked set, which restores
-    it after the visibility timeout), never acknowledged for a job that did not end."""
+    it after the visibility timeout), never acknowledged for a job that did not end. Any other
+    exception the task does not expect ends the job `failed` (`_end_poisoned`)."""
     try:
         return _swap(self, job_id, request, origin, metadata)
     except (*OUTAGE_ERRORS, OperationalError) as exc:
@@ -68,6 +75,88 @@ def swap(
     except SoftTimeLimitExceeded:
         log.warning("job %s: the soft time limit struck outside a call; back to the queue", job_id)
         raise Reject("soft time limit", requeue=True) from None
+    except (Ignore, Reject, Retry):
+        raise
+    except Exception as exc:
+        if isinstance(exc, FaceSwapError) and not isinstance(exc, InvalidSwapRequest):
+            raise
+        try:
+            failure = _end_poisoned(self, job_id, origin, exc)
+        except (*OUTAGE_ERRORS, OperationalError):
+            raise Reject("Redis unreachable while ending a poisoned job", requeue=True) from None
+        raise failure from None
+
+
+def _end_poisoned(task: Task, job_id: Any, origin: Any, exc: Exception) -> FaceSwapError:
+    """End the job of a message the worker could not process (an exception it does not expect,
+    an invalid request in a message) as `failed` with `internal_error`: the dead-letter queue and
+    the batch counters see it, and its message is acknowledged instead of looping. Returns the
+    error for Celery to record: the exception's type and a bounded, redacted text, never more.
+
+    A message naming no job we know is acknowledged and logged once; a batch row's counters
+    still move (`started`, `failed`) so the batch does not wait for it forever."""
+    rt = runtime_for(task.app)
+    error = FaceSwapError(_internal_message(rt, exc), None, "internal_error")
+    if not _usable_job_id(job_id):
+        log.error("dropped a message with no usable job id: %s", error.message)
+        return error
+    ended = rt.jobs.fail_without_call(job_id, error.to_dict(), "internal_error", time.time())
+    state = rt.store.state(job_id)
+    if not ended and state is JobState.RUNNING and rt.jobs.lease_ttl_s(job_id) == 0:
+        ending = Ending(JobState.FAILED, "failed", error=error.to_dict(),
+                        failure_reason="internal_error")  # fmt: skip
+        ended = rt.jobs.settle(job_id, ending)[0] == 1
+    if ended:
+        log.error("job %s failed: %s", job_id, error.message)
+    elif state is None:
+        row = Origin.from_arg(origin)
+        if row is not None and BATCH_NAME.fullmatch(row.batch):
+            rt.batches.count(row.batch, "started")
+            rt.batches.count(row.batch, "failed")
+        log.error("job %s: dropped its message, which no record matches: %s", job_id,
+                  error.message)  # fmt: skip
+    elif state.finished and isinstance(exc, FaceSwapError):
+        return exc
+    else:
+        log.error("job %s (%s) left as it is: %s", job_id, state, error.message)
+    return error
+
+
+_INTERNAL_TEXT_CHARS = 200
+_SECRET_SHAPES = (
+    (re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@"), r"\1***@"),
+    (re.compile(r"(?i)\b(bearer|token|password|secret|authorization)\b([\s:=]+)\S+"),
+     r"\1\2***"),
+)  # fmt: skip
+"""Credentials in URLs and `token=...`-shaped text, which an exception's text may carry."""
+
+
+def _internal_message(rt: Runtime, exc: Exception) -> str:
+    """`unexpected TypeName: text` with the text bounded, printable and without the secrets the
+    worker holds (or anything shaped like one): it is stored, exported and shown."""
+    text = str(exc)
+    secrets = (rt.settings.api_token, rt.settings.webhook_secret)
+    for secret in secrets:
+        value = secret.get_secret_value() if secret is not None else ""
+        if value:
+            text = text.replace(value, "***")
+    for pattern, replacement in _SECRET_SHAPES:
+        text = pattern.sub(replacement, text)
+    text = "".join(ch if ch.isprintable() else " " for ch in text[: _INTERNAL_TEXT_CHARS * 2])
+    if len(text) > _INTERNAL_TEXT_CHARS:
+        text = text[:_INTERNAL_TEXT_CHARS] + "..."
+    return f"unexpected {type(exc).__name__} in the worker" + (f": {text}" if text else "")
+
+
+def _usable_job_id(job_id: Any) -> bool:
+    """A job id Redis keys can be built from; anything else is no job of ours."""
+    if not isinstance(job_id, str) or not 0 < len(job_id) <= 256:
+        return False
+    try:
+        job_id.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _swap(
