@@ -3,9 +3,11 @@
 People check a batch's quality by looking at it. The page embeds its pictures as small JPEG data
 URIs, so opening it sends no request anywhere and it can be mailed or archived as one file. Each
 URL is fetched once, `concurrency` at a time, through the guarded fetch (public hosts only unless
-`hosts` allows more; `thumbnails` holds the caps); a picture that cannot be fetched becomes its
-reason, never a missing page. Every text comes from input files or remote servers, so every text
-is escaped.
+`hosts` allows more; `thumbnails` holds the caps), and decoded on `DECODE_THREADS` threads only: a
+decoded picture can be 40 MP, and the C allocator keeps what each decoding thread used, so
+decoding on every fetching thread multiplied the peak memory by their number. A picture that
+cannot be fetched becomes its reason, never a missing page. Every text comes from input files or
+remote servers, so every text is escaped.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import base64
 import io
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -23,8 +25,15 @@ from pathlib import Path
 from PIL import Image
 
 from faceswap_jobs.batches.addresses import PUBLIC_ONLY, HostPolicy
-from faceswap_jobs.batches.thumbnails import ThumbnailError, fetch_thumbnail
+from faceswap_jobs.batches.thumbnails import (
+    MAX_IMAGE_BYTES,
+    ThumbnailError,
+    fetch_image,
+    thumbnail_from_bytes,
+)
 
+DECODE_THREADS = 2
+"""Threads that decode pictures, whatever the number fetching them."""
 JPEG_QUALITY = 80
 """Good enough to judge a face at thumbnail size, ~5-10 KB per picture."""
 
@@ -73,7 +82,7 @@ def write_contact_sheet(
     """Write the sheet to `out` and return it; `on_progress(done, total)` counts fetched URLs.
 
     Memory stays bounded whatever the rows hold: at most `concurrency` bodies of
-    `MAX_IMAGE_BYTES` in flight and `DECODE_SLOTS` pictures of `MAX_PIXELS` decoded at once.
+    `MAX_IMAGE_BYTES` in flight and `DECODE_THREADS` pictures of `MAX_PIXELS` decoded at once.
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -100,18 +109,27 @@ def _fetch_cells(
     report = on_progress or (lambda done, total: None)
     report(0, len(urls))
     cells: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(_picture_cell, url, thumb_px, timeout_s, hosts): url for url in urls}
+    with (
+        ThreadPoolExecutor(max_workers=concurrency) as pool,
+        ThreadPoolExecutor(max_workers=DECODE_THREADS) as decoders,
+    ):
+        futures = {
+            pool.submit(_picture_cell, url, thumb_px, timeout_s, hosts, decoders): url
+            for url in urls
+        }
         for done, future in enumerate(as_completed(futures), start=1):
             cells[futures[future]] = future.result()
             report(done, len(urls))
     return cells
 
 
-def _picture_cell(url: str, thumb_px: int, timeout_s: float, hosts: HostPolicy) -> str:
-    """Runs on a worker thread: fetching, shrinking and encoding all happen off the caller's."""
+def _picture_cell(
+    url: str, thumb_px: int, timeout_s: float, hosts: HostPolicy, decoders: Executor
+) -> str:
+    """Runs on a fetching thread, which hands the body to a decoding thread and waits."""
     try:
-        image = fetch_thumbnail(url, size_px=thumb_px, timeout_s=timeout_s, hosts=hosts)
+        body = fetch_image(url, timeout_s, MAX_IMAGE_BYTES, hosts)
+        image = decoders.submit(thumbnail_from_bytes, body, thumb_px).result()
         data_uri = _jpeg_data_uri(image)
     except ThumbnailError as exc:
         return _missing(exc.message, url)

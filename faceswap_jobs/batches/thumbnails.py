@@ -4,14 +4,12 @@ Previews come from URLs someone else controls, so the download is the guarded `o
 (public addresses only unless the policy says otherwise, one deadline, a byte cap) and the
 decode is bounded too: a small file can declare a huge picture (a 169-megapixel PNG of a few
 KB decodes to hundreds of MB), so its size is read from the header and refused above
-`MAX_PIXELS` before any pixel is decoded, only common web formats are opened, and at most
-`DECODE_SLOTS` pictures are decoded at once in the process. Every failure is a
-`ThumbnailError` whose one-line reason can stand in for the picture.
+`MAX_PIXELS` before any pixel is decoded, and only common web formats are opened. Every
+failure is a `ThumbnailError` whose one-line reason can stand in for the picture.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import IO
 
@@ -27,13 +25,9 @@ MAX_PIXELS = 40_000_000
 """Largest picture decoded, in pixels (width x height): above any camera's usual output, and at
 4 bytes a pixel at most 160 MB decoded. Checked on the header, before decoding; a local
 stand-in for Pillow's process-wide `Image.MAX_IMAGE_PIXELS`, which is left alone."""
-DECODE_SLOTS = 2
-"""Pictures decoded at once in this process, whatever the number of threads fetching them."""
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 """The formats a preview is made from; Pillow's rarer decoders (EPS runs Ghostscript) are not
 offered untrusted bytes."""
-
-_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
 class ThumbnailError(FaceSwapError):
@@ -43,19 +37,19 @@ class ThumbnailError(FaceSwapError):
 def make_thumbnail(image: Image.Image, size_px: int) -> Image.Image:
     """An RGB copy at most `size_px` on its long side, so any source mode can become a JPEG.
 
-    Refuses a picture above `MAX_PIXELS` before decoding it. Shrinks before converting, so the
-    only full-size copy in memory is the decoded picture itself.
+    Refuses a picture above `MAX_PIXELS` before decoding it. At most one full-size copy is
+    made besides the decoded picture: an RGB or grey one (Pillow resizes RGBA through a full
+    premultiplied copy and 1-bit or paletted pictures by nearest neighbour only).
     """
     _check_size(size_px)
     width, height = image.size
     if width * height > MAX_PIXELS:
         raise ThumbnailError("too many pixels")
-    with _decoding:
-        image.draft("RGB", (size_px, size_px))  # JPEG only: decode at reduced scale, much faster
-        if image.mode in ("1", "P"):  # resized with nearest-neighbour only: convert first
-            image = image.convert("RGB")
-        image.thumbnail((size_px, size_px))
-        return image.convert("RGB")
+    image.draft("RGB", (size_px, size_px))  # JPEG only: decode at reduced scale, much faster
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("L" if image.mode == "1" else "RGB")
+    image.thumbnail((size_px, size_px))
+    return image.convert("RGB")
 
 
 def fetch_thumbnail(
@@ -72,10 +66,20 @@ def fetch_thumbnail(
     large, too many pixels, not an image.
     """
     _check_size(size_px)
+    return thumbnail_from_bytes(fetch_image(url, timeout_s, max_bytes, hosts), size_px)
+
+
+def fetch_image(url: str, timeout_s: float, max_bytes: int, hosts: HostPolicy) -> IO[bytes]:
+    """The undecoded body, so a caller can fetch on many threads and decode on a few."""
     try:
-        body = fetch(url, timeout_s=timeout_s, max_bytes=max_bytes, hosts=hosts)
+        return fetch(url, timeout_s=timeout_s, max_bytes=max_bytes, hosts=hosts)
     except FetchError as exc:
         raise ThumbnailError(exc.message) from None
+
+
+def thumbnail_from_bytes(body: IO[bytes], size_px: int) -> Image.Image:
+    """The preview of a fetched body; raises `ThumbnailError` like `fetch_thumbnail`."""
+    _check_size(size_px)
     return _decode(body, size_px)
 
 
