@@ -298,6 +298,8 @@ def test_policies() -> None:
         "http://exa mple.com/a.png",
         "http://example.com:99999/a.png",
         "http://[::1/a.png",
+        "http://example.com/\ud800.png",
+        "http://" + "a" * 64 + ".example/a.png",
         "",
     ],
 )

@@ -68,14 +68,14 @@ def parse_target(url: str) -> Target:
         parts = urlsplit(url)
         port = parts.port
         host = _ascii_host(parts.hostname or "")
-    except (ValueError, UnicodeError):
+        path = requote_uri(urlunsplit(("", "", parts.path or "/", parts.query, "")))
+    except ValueError:  # UnicodeError and requests' InvalidURL are ValueErrors too
         raise FetchError("not an http(s) URL") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https") or "@" in parts.netloc or not HOST_NAME.fullmatch(host):
         raise FetchError("not an http(s) URL")
     default_port = 443 if scheme == "https" else 80
     bracketed = f"[{host}]" if ":" in host else host
-    path = requote_uri(urlunsplit(("", "", parts.path or "/", parts.query, "")))
     return Target(
         scheme=scheme,
         host=host,
