@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8800, ge=1, le=65535)
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
+    webhook_header_timeout_s: float = Field(default=10.0, gt=0)
+    """A connection whose request head is not complete within this is closed (slow clients)."""
+    webhook_body_timeout_s: float = Field(default=10.0, gt=0)
+    """A request body not complete this long after its head gets a 408 and the connection closes."""
+    webhook_max_connections: int = Field(default=1000, ge=8)
+    """Open connections per receiver process; beyond it the longest-waiting one is closed."""
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
     worker_concurrency: int | None = Field(default=None, ge=1, le=5000)

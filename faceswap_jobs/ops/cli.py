@@ -280,23 +280,13 @@ def webhook(
     workers: Annotated[int, typer.Option(min=1, help="receiver processes")] = 1,
 ) -> None:
     """Run the callback receiver (needs FACESWAP_WEBHOOK_SECRET); stateless, so it scales out."""
-    import uvicorn
+    from faceswap_jobs.callbacks.serving import serve
 
     settings = load_settings(service=True)
     if settings.webhook_secret is None:
         err_console.print("[red]the webhook receiver needs FACESWAP_WEBHOOK_SECRET[/red]")
         raise typer.Exit(2)
-    uvicorn.run(
-        "faceswap_jobs.callbacks.receiver:app_from_settings",
-        factory=True,
-        workers=workers,
-        host=host or settings.webhook_host,
-        port=port or settings.webhook_port,
-        backlog=4096,
-        access_log=False,
-        log_level="warning",
-        timeout_keep_alive=30,
-    )
+    serve(settings, host or settings.webhook_host, port or settings.webhook_port, workers)
 
 
 @app.command()
