@@ -157,3 +157,37 @@ def test_the_stored_internal_error_holds_no_secret(settings: Settings) -> None:
     for leaked in (secret, "hunter2", "pw123", "\x1b"):
         assert leaked not in text
     assert len(text) < 300
+
+
+UNREADABLE = [
+    b"\xff\xfe garbage",
+    b"[1, 2]",
+    b"{}",
+    b'"a string"',
+    b"null",
+    b"[" * 100_000,
+    b'{"properties": {}}',
+    b'{"properties": {"delivery_tag": 7}, "body": "e30="}',
+    b'{"properties": {"delivery_tag": "t", "body_encoding": "base64"}, "body": "!!!"}',
+    b'{"properties": {"delivery_tag": "t", "body_encoding": "rot13"}, "body": "x"}',
+    b'{"properties": {"delivery_tag": "t", "delivery_info": []}, "body": "x"}',
+    b'{"properties": {"delivery_tag": "t"}, "headers": "x", "body": "x"}',
+]
+
+
+def test_queue_items_that_are_no_message_do_not_stop_the_worker(
+    pstack: Stack, fresh: Emulator
+) -> None:
+    """Anyone who can LPUSH can put anything on a queue: the worker drops what is no message and
+    serves the next job (kombu alone exited on the first such item, and again after a restart)."""
+    settings = pstack.producer.settings
+    client = pstack.producer.redis
+    client.lpush(settings.interactive_queue, *UNREADABLE)
+    client.lpush(settings.bulk_queue, *UNREADABLE)
+
+    job = pstack.producer.submit_swap(fresh.sample("astronaut.png"), fresh.sample())
+
+    assert job.result(timeout=60).image_url
+    wait_until(lambda: _queues_empty(pstack), 60.0, "the queues to drain", None)
+    assert all(worker.alive() for worker in pstack.workers)
+    assert len(fresh.ledger()) == 1
