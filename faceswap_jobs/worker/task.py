@@ -20,7 +20,7 @@ from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from kombu.exceptions import OperationalError
 
 from faceswap_jobs.batches.messages import Origin
-from faceswap_jobs.callbacks.signing import callback_url
+from faceswap_jobs.callbacks.signing import callback_url, new_submission, ticket_for
 from faceswap_jobs.celery_app import SWAP_TASK
 from faceswap_jobs.connections import OUTAGE_ERRORS
 from faceswap_jobs.errors import (
@@ -281,13 +281,17 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         if admission.probe:
             rt.limits.breaker.abandon_probe(holder)
         raise late
-    attempt = Attempt(number=record.calls + 1, started_at=time.time(), worker=_HOST)
-    rt.jobs.start_attempt(job_id, attempt)
     callback_base, secret = rt.settings.callback_base_url, rt.settings.webhook_secret
+    submission = new_submission() if callback_base and secret else None
+    attempt = Attempt(
+        number=record.calls + 1, started_at=time.time(), worker=_HOST, submission=submission
+    )
+    rt.jobs.start_attempt(job_id, attempt)
     try:
         try:
-            if callback_base and secret:
-                url = callback_url(callback_base, secret.get_secret_value(), job_id)
+            if callback_base and secret and submission:
+                ticket = ticket_for(job_id, submission, rt.settings.callback_wait_s, time.time())
+                url = callback_url(callback_base, secret.get_secret_value(), ticket)
                 api_task_id = rt.client.submit(record.request, url)
             else:
                 result = rt.client.swap(record.request)
