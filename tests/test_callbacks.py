@@ -22,9 +22,10 @@ from faceswap_jobs.callbacks.signing import Ticket, callback_url, new_submission
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 from tests.support.emulator import Emulator
+from tests.support.hostile import BODIES
 from tests.support.jobs import running_job, unique_tag
+from tests.support.redis import redis_dump
 from tests.support.stack import Stack
-from tests.test_signing import BODIES
 
 pytestmark = pytest.mark.integration
 SECRET = "kR3v9TqL2xWm8ZpN4bYc7HdJ6fGs1AeQ0uVi5oXt"
@@ -408,3 +409,22 @@ def test_no_callback_body_is_a_500(receiver: Receiver, body: bytes) -> None:
 
     assert response.status_code in (200, 400, 413)
     assert response.json()["ok"] is (response.status_code == 200)
+
+
+def test_the_webhook_secret_appears_nowhere(
+    worker: Stack, fresh: Emulator, receiver: Receiver, redis_client: redis.Redis
+) -> None:
+    """Only HMACs of it travel: not the secret itself in a log, Redis, or what the API saw."""
+    job = worker.submit_tagged(unique_tag(), 1)[0]
+    job.result(timeout=60)
+    requests.post(receiver.url(job.id), data=b"{nope", timeout=5)
+
+    places = {
+        "worker log": "\n".join(w.log_text() for w in worker.workers),
+        "receiver log": receiver.process.log_text() if receiver.process else "",
+        "redis": redis_dump(redis_client),
+        "emulator ledger": json.dumps(fresh.ledger()),
+    }
+    assert "callback_url" in places["emulator ledger"]
+    for place, text in places.items():
+        assert SECRET not in text, f"the webhook secret leaked into the {place}"

@@ -1,9 +1,9 @@
-"""The API token appears nowhere: not in logs, task messages, Redis, results or Flower."""
+"""The API token and the Flower password appear nowhere: not in logs, task messages, Redis,
+results or Flower."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 import redis
@@ -13,46 +13,11 @@ from faceswap_jobs.errors import FaceSwapError
 from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 from tests.support.emulator import API_TOKEN, Emulator
 from tests.support.jobs import unique_tag
+from tests.support.redis import redis_dump
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 FLOWER_PASSWORD = "flower-pw-8d2e61b7c3"
-
-
-def redis_dump(decoding: redis.Redis) -> str:
-    """Every key and value in the database as text, whatever its type (binary values, such as
-    a batch's packed rows, with undecodable bytes escaped)."""
-    kwargs = dict(decoding.connection_pool.connection_kwargs, decode_responses=False)
-    client = redis.Redis(connection_pool=redis.ConnectionPool(**kwargs))
-    parts: list[str] = []
-    for key in client.scan_iter("*"):
-        kind = client.type(key).decode()
-        if kind == "string":
-            value: Any = client.get(key)
-        elif kind == "hash":
-            value = client.hgetall(key)
-        elif kind == "list":
-            value = client.lrange(key, 0, -1)
-        elif kind == "set":
-            value = sorted(client.smembers(key))
-        elif kind == "zset":
-            value = client.zrange(key, 0, -1, withscores=True)
-        else:
-            value = kind
-        parts.append(f"{key.decode(errors='backslashreplace')} {_text(value)}")
-    client.close()
-    return "\n".join(parts)
-
-
-def _text(value: Any) -> str:
-    """Bytes inside any structure as text, so a secret stored anywhere shows up as itself."""
-    if isinstance(value, bytes):
-        return value.decode(errors="backslashreplace")
-    if isinstance(value, dict):
-        return str({_text(k): _text(v) for k, v in value.items()})
-    if isinstance(value, list | tuple):
-        return str([_text(v) for v in value])
-    return str(value)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +94,4 @@ def test_token_never_leaves_the_worker(
     assert "faceswap.swap" in places["redis"] + places["worker log"]
     for place, text in places.items():
         assert API_TOKEN not in text, f"the API token leaked into the {place}"
+        assert FLOWER_PASSWORD not in text, f"the Flower password leaked into the {place}"

@@ -21,6 +21,7 @@ from faceswap_jobs.callbacks.signing import (
     ticket_for,
     verify,
 )
+from tests.support.hostile import BODIES
 
 SECRET = "kR3v9TqL2xWm8ZpN4bYc7HdJ6fGs1AeQ0uVi5oXt"
 NOW = 1_800_000_000.0
@@ -103,19 +104,6 @@ def test_hostile_urls_are_refused_never_raised(job_id: str, query: dict[str, str
     with pytest.raises(Refused) as refused:
         verify(SECRET, job_id, query, NOW)
     assert refused.value.status in (401, 403)
-
-
-JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
-    max_leaves=20,
-)
-BODIES = st.dictionaries(
-    st.sampled_from(["success", "task_id", "image_url", "image_width", "image_height",
-                     "image_size", "error", "trace_id"]),
-    JSON | st.sampled_from(["javascript:alert(1)", "file:///etc/passwd", "https://h/x.png",
-                            "http://u:p@h/x.png", "https://h/\u202ex.png", "x" * 5000]),
-)  # fmt: skip
 
 
 @settings(max_examples=500, deadline=None)

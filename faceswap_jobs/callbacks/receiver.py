@@ -128,8 +128,3 @@ def create_webhook_app(settings: Settings) -> Starlette:
         ],
         lifespan=lifespan,
     )
-
-
-def app_from_settings() -> Starlette:
-    """Factory for uvicorn's worker processes: each builds its own app from `FACESWAP_*`."""
-    return create_webhook_app(Settings())
