@@ -17,27 +17,19 @@ from faceswap_jobs.keys import Keys
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import python_module, wait_until
 from faceswap_jobs.producer.batch import Batch, submit_many
-from faceswap_jobs.producer.submit import Producer
 from tests.support.emulator import Emulator
 from tests.support.jobs import unique_tag
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_queues
 
 pytestmark = pytest.mark.integration
 
-QUEUES = {
-    "FACESWAP_INTERACTIVE_QUEUE": "t-batches.interactive",
-    "FACESWAP_BULK_QUEUE": "t-batches.bulk",
-}
+QUEUES = own_queues("batches")
 
 
 @pytest.fixture(scope="module")
 def bstack(stack: Stack) -> Iterator[Stack]:
     """The module's stack with queues of its own, so no other module's worker takes our rows."""
-    settings = stack.producer.settings.model_copy(
-        update={"interactive_queue": QUEUES["FACESWAP_INTERACTIVE_QUEUE"],
-                "bulk_queue": QUEUES["FACESWAP_BULK_QUEUE"]}
-    )  # fmt: skip
-    stack.producer = Producer(settings)
+    stack.use_queues(QUEUES)
     yield stack
 
 

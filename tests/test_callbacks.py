@@ -15,14 +15,14 @@ import pytest
 import redis
 import requests
 from celery.result import AsyncResult
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from faceswap_jobs.callbacks.signing import Ticket, callback_url, new_submission, ticket_for
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
 from tests.support.emulator import Emulator
-from tests.support.hostile import BODIES
+from tests.support.hostile import BODIES, fuzz
 from tests.support.jobs import running_job, unique_tag
 from tests.support.redis import redis_dump
 from tests.support.stack import Stack
@@ -401,7 +401,7 @@ def test_a_callback_never_opens_the_breaker(
     assert rt.limits.snapshot().breaker.state == "closed"
 
 
-@settings(max_examples=150, deadline=None)
+@fuzz(150)
 @given(body=st.binary(max_size=300) | st.builds(lambda d: json.dumps(d).encode(), BODIES))
 def test_no_callback_body_is_a_500(receiver: Receiver, body: bytes) -> None:
     """A signed URL (an unknown job) and any body at all: a 2xx or a 4xx with a reason."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
@@ -21,14 +21,9 @@ from faceswap_jobs.client import (
 )
 from faceswap_jobs.errors import FaceSwapError
 from faceswap_jobs.models import MAX_URL_LENGTH, SwapResult, check_url
+from tests.support.hostile import fuzz
 
-EXAMPLES = 200
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(200)
 NOW = 1_700_000_000.0
 
 hostile_text = st.one_of(

@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import io
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console
 from rich.table import Table
 
 from faceswap_jobs.ops.console import printable, shown
+from tests.support.hostile import fuzz
 
-EXAMPLES = 200
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+FUZZ = fuzz(200)
 PIECES = [
     "[/]",
     "[link=https://evil.example]",

@@ -12,20 +12,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from faceswap_jobs.batches.rows import MAX_LINE_BYTES, Reject, Row, read_rows
 from faceswap_jobs.models import SwapRequest
 from faceswap_jobs.validation import MAX_METADATA_BYTES, check_identifier, check_metadata
+from tests.support.hostile import fuzz
 
-EXAMPLES = 150
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+FUZZ = fuzz(150)
 SRC = "https://img.example.com/src.jpg"
 TGT = "https://img.example.com/tgt.jpg"
 ESCAPES = ["\\ud800", "\\udfff", "\\u0000", "\\u001b", "\\u007f", "\\u009b", "\\u202e",

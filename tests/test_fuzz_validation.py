@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from faceswap_jobs.errors import InvalidSwapRequest
@@ -27,14 +27,9 @@ from faceswap_jobs.validation import (
     check_metadata,
     submission,
 )
+from tests.support.hostile import fuzz
 
-EXAMPLES = 200
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
+FUZZ = fuzz(200)
 GOOD = "https://img.example.com/a.png"
 HOSTILE_CHARS = [
     "\ud800",  # lone surrogate

@@ -19,28 +19,20 @@ from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import wait_until
-from faceswap_jobs.producer.submit import Producer
 from faceswap_jobs.worker.runtime import Runtime
 from faceswap_jobs.worker.task import _internal_message
 from tests.support.emulator import Emulator
 from tests.support.jobs import unique_tag
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_queues
 
 pytestmark = pytest.mark.integration
 
-QUEUES = {
-    "FACESWAP_INTERACTIVE_QUEUE": "t-poison.interactive",
-    "FACESWAP_BULK_QUEUE": "t-poison.bulk",
-}
+QUEUES = own_queues("poison")
 
 
 @pytest.fixture(scope="module")
 def pstack(stack: Stack) -> Iterator[Stack]:
-    settings = stack.producer.settings.model_copy(
-        update={"interactive_queue": QUEUES["FACESWAP_INTERACTIVE_QUEUE"],
-                "bulk_queue": QUEUES["FACESWAP_BULK_QUEUE"]}
-    )  # fmt: skip
-    stack.producer = Producer(settings)
+    stack.use_queues(QUEUES)
     stack.start_worker("poison", "--concurrency=2", **QUEUES)
     yield stack
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from faceswap_jobs.callbacks.settlement import callback_task_id, usable_result
@@ -21,7 +21,7 @@ from faceswap_jobs.callbacks.signing import (
     ticket_for,
     verify,
 )
-from tests.support.hostile import BODIES
+from tests.support.hostile import BODIES, fuzz
 
 SECRET = "kR3v9TqL2xWm8ZpN4bYc7HdJ6fGs1AeQ0uVi5oXt"
 NOW = 1_800_000_000.0
@@ -92,7 +92,7 @@ def test_fields_cannot_be_shifted_between_job_id_and_submission() -> None:
     assert sign(SECRET, a) != sign(SECRET, b)
 
 
-@settings(max_examples=300, deadline=None)
+@fuzz(300)
 @given(
     job_id=st.text(max_size=200),
     query=st.dictionaries(
@@ -106,7 +106,7 @@ def test_hostile_urls_are_refused_never_raised(job_id: str, query: dict[str, str
     assert refused.value.status in (401, 403)
 
 
-@settings(max_examples=500, deadline=None)
+@fuzz(500)
 @given(body=BODIES)
 def test_callback_bodies_give_a_valid_result_or_none(body: dict[str, object]) -> None:
     result = usable_result(body)

@@ -3,7 +3,24 @@ with hostile values mixed in."""
 
 from __future__ import annotations
 
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+
+def fuzz(examples: int) -> settings:
+    """Bounded and repeatable enough for `make test`: no deadline on a shared machine, no example
+    database left behind, and no health check for the big or filtered inputs we mean to make."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
+    )
+
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),

@@ -34,6 +34,15 @@ WORKER_ENV = {
 }
 
 
+def own_queues(name: str) -> dict[str, str]:
+    """Queues for one test module (`t-{name}.interactive`, `.bulk`), so no other module's worker
+    takes its messages: as the environment a worker or the CLI needs to use them."""
+    return {
+        "FACESWAP_INTERACTIVE_QUEUE": f"t-{name}.interactive",
+        "FACESWAP_BULK_QUEUE": f"t-{name}.bulk",
+    }
+
+
 @dataclass
 class Stack:
     """Everything a test needs to talk to the running system."""
@@ -53,6 +62,11 @@ class Stack:
             "FACESWAP_KEY_PREFIX": self.producer.settings.key_prefix,
             **extra,
         }
+
+    def use_queues(self, queues: dict[str, str]) -> None:
+        """Send through the queues `own_queues` named (the producer is replaced)."""
+        update = {name.removeprefix("FACESWAP_").lower(): queue for name, queue in queues.items()}
+        self.producer = Producer(self.producer.settings.model_copy(update=update))
 
     def start_worker(self, name: str, *args: str, **env: str) -> ManagedProcess:
         worker = ManagedProcess(
