@@ -216,6 +216,9 @@ def test_metrics_exporter_counts_calls_and_shows_limits(stack: Stack, emulator: 
         jobs = stack.submit_tagged(tag, 3)
         stack.wait_finished([job.id for job in jobs], timeout_s=60)
         stack.stop_workers()
+        stats = f"{stack.producer.settings.key_prefix}:stats"
+        stack.producer.redis.hincrby(stats, "callbacks:refused:stale_submission", 2)
+        stack.producer.redis.hincrby(stats, "callbacks:applied", 1)
         after = scrape(url)
     finally:
         exporter.stop()
@@ -224,6 +227,10 @@ def test_metrics_exporter_counts_calls_and_shows_limits(stack: Stack, emulator: 
     assert after[succeeded] - before.get(succeeded, 0.0) == 3
     finished = 'faceswap_jobs_finished_total{state="succeeded"}'
     assert after[finished] - before.get(finished, 0.0) == 3
+    refused = 'faceswap_callbacks_refused_total{why="stale_submission"}'
+    assert after[refused] - before.get(refused, 0.0) == 2
+    applied = "faceswap_callbacks_applied_total"
+    assert after[applied] - before.get(applied, 0.0) == 1
     token = f'{{token="{token_id(API_TOKEN)}"}}'
     assert after[f"faceswap_breaker_state{token}"] == 0
     assert after[f"faceswap_rate_ceiling_per_second{token}"] == 1000
