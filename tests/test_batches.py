@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from celery.result import AsyncResult
 
 from faceswap_jobs.batches.store import BatchStore
 from faceswap_jobs.keys import Keys
@@ -214,6 +215,17 @@ def test_interactive_jobs_overtake_a_bulk_backlog(bstack: Stack, fresh: Emulator
         == 300
     )
     assert len(_calls_per_row(fresh, tag)) == drained.counts["succeeded"] + 1
+    rows = list(bulk.results())
+    assert {r["status"] for r in rows} == {"succeeded", "cancelled"}
+    cancelled = [r for r in rows if r["status"] == "cancelled"]
+    assert len(cancelled) == drained.counts["cancelled_queued"] + drained.counts["cancelled"]
+    assert all(r["source_image_url"] and r["failure_reason"] for r in cancelled)
+    first = cancelled[0]
+    record = bstack.producer.get_job(first["job_id"])
+    assert record is not None and record.state is JobState.CANCELLED
+    assert "cancelled" in bstack.cli("status", first["job_id"])
+    revoked = AsyncResult(first["job_id"], app=bstack.producer.app)
+    assert revoked.state == "REVOKED"
 
 
 def test_retry_failed_sends_only_failed_jobs_again(bstack: Stack, fresh: Emulator) -> None:

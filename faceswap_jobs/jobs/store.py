@@ -67,11 +67,13 @@ class JobStore:
         self._requeue = client.register_script(REQUEUE_FAILED)
 
     def create(self, record: JobRecord) -> bool:
-        """Store a new job; False (and nothing written) when the id is already taken."""
+        """Store a new job; False (and nothing written) when the id is already taken. A job
+        created ended (a row of a cancelled batch) lives as long as any ended job."""
         fields: list[Any] = []
         for name, value in layout.encode(record).items():
             fields += [name, value]
-        return bool(self._create(keys=[self.keys.job(record.id)], args=[self.job_ttl_ms, *fields]))
+        ttl_ms = self.result_ttl_ms if record.state.finished else self.job_ttl_ms
+        return bool(self._create(keys=[self.keys.job(record.id)], args=[ttl_ms, *fields]))
 
     def forget(self, job_id: str) -> None:
         """Remove a job that could not be enqueued, so submitting it again starts clean."""

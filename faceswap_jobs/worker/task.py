@@ -169,8 +169,7 @@ def _swap(
     rt = runtime_for(self.app)
     row = Origin.from_arg(origin)
     if row is not None and rt.store.get(job_id) is None and rt.batches.is_cancelled(row.batch):
-        rt.batches.count(row.batch, "cancelled_queued")
-        raise Ignore()
+        _drop_cancelled_row(self, rt, job_id, request, row, metadata)
     record = _load_or_adopt(rt, job_id, request, self.request.delivery_info or {}, row, metadata)
     if row is None:
         rt.store.claim(job_id)
@@ -179,9 +178,11 @@ def _swap(
         rt.batches.count(row.batch, "duplicates")
         raise Ignore()
     if record.batch and not record.state.finished and rt.batches.is_cancelled(record.batch):
-        _cancel_unless_running(rt, record)
+        _cancel_unless_running(self, rt, record)
     if record.state is JobState.SUCCEEDED and record.result is not None:
         return record.result.model_dump()
+    if record.state is JobState.CANCELLED:
+        _revoked(self, job_id)
     if record.state.finished:
         raise record.error() or FaceSwapError(f"job {job_id} is {record.state}")
 
@@ -251,12 +252,51 @@ def _batch_fields(row: Origin) -> dict[str, Any]:
     }
 
 
-def _cancel_unless_running(rt: Runtime, record: JobRecord) -> NoReturn:
+def _cancel_unless_running(task: Task, rt: Runtime, record: JobRecord) -> NoReturn:
     """A job of a cancelled batch ends here, before any call; one whose call is running (another
     worker holds its lease) is left to finish."""
-    if record.state is not JobState.RUNNING:
-        rt.jobs.cancel(record.id, time.time())
+    if record.state is not JobState.RUNNING and rt.jobs.cancel(record.id, time.time()):
         log.info("job %s: its batch %s was cancelled", record.id, record.batch)
+        _revoked(task, record.id)
+    raise Ignore()
+
+
+def _drop_cancelled_row(
+    task: Task,
+    rt: Runtime,
+    job_id: str,
+    request: dict[str, Any],
+    row: Origin,
+    metadata: dict[str, Any] | None,
+) -> NoReturn:
+    """A row of a cancelled batch that no worker took yet ends without a call, but as a record
+    (`cancelled`, with its row id, URLs and metadata) so `status`, `get_job` and exports know
+    it like any other end; the batch counts it as cancelled while queued."""
+    now = time.time()
+    cancelled = JobRecord(
+        id=job_id,
+        state=JobState.CANCELLED,
+        request=SwapRequest.parse(request),
+        queue=str((task.request.delivery_info or {}).get("routing_key") or rt.settings.bulk_queue),
+        created_at=now,
+        updated_at=now,
+        metadata=check_metadata(metadata) if metadata else {},
+        failure_reason="batch cancelled",
+        **_batch_fields(row),
+    )
+    if rt.store.create(cancelled):
+        rt.batches.count(row.batch, "cancelled_queued")
+        log.info("job %s: its batch %s was cancelled before it started", job_id, row.batch)
+        _revoked(task, job_id)
+    raise Ignore()
+
+
+def _revoked(task: Task, job_id: str) -> NoReturn:
+    """A cancelled job's end as Celery and Flower know ends: REVOKED in the result backend and a
+    `task-revoked` event (the task had announced `task-started`; without an end Flower would show
+    it started for ever)."""
+    task.backend.mark_as_revoked(job_id, "batch cancelled", request=task.request)
+    task.send_event("task-revoked", terminated=False, signum=None, expired=False)
     raise Ignore()
 
 
