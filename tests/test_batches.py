@@ -292,3 +292,37 @@ def test_report_is_a_self_contained_contact_sheet(
     assert "src='http" not in page
     assert "&lt;b&gt;0&lt;/b&gt;" in page and "<b>0</b>" not in page
     assert "2 succeeded" in page and "1 rejected" in page
+
+
+def test_a_cancel_stops_a_backfill_waiting_at_the_high_water_mark(
+    bstack: Stack, quick: Emulator, tmp_path: Path
+) -> None:
+    """The backfill stops (exit 1, saying why) instead of enqueueing the rest; every row it did
+    enqueue ends cancelled once a worker meets it, and the batch is then done."""
+    bstack.stop_workers()
+    tag = unique_tag()
+    source = _write_csv(tmp_path / "rows.csv", _tagged_rows(quick, tag, 200),
+                        ["source_image_url", "target_image_url", "customer"])  # fmt: skip
+    batch = f"cancel-{tag}"
+    client = bstack.producer.redis
+    env = {**bstack.env(**QUEUES), "FACESWAP_BULK_HIGH_WATER": "40"}
+    running = subprocess.Popen(
+        python_module("faceswap_jobs", "backfill", str(source), "--batch", batch),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    queue = QUEUES["FACESWAP_BULK_QUEUE"]
+    wait_until(lambda: client.llen(queue) >= 30, 60.0, "the queue at its high-water mark", None)
+
+    bstack.cli("batch", "cancel", batch)
+    _, stderr = running.communicate(timeout=60)
+
+    assert running.returncode == 1
+    assert "was cancelled" in stderr
+    stopped = _store(bstack).progress(batch)
+    assert stopped is not None and stopped.counts["enqueued"] <= 40 and not stopped.done
+    bstack.start_worker("cancel", "--concurrency=4", **QUEUES)
+    final = Batch(batch, bstack.producer.settings, client).wait(timeout=60, poll_s=0.2)
+    assert final.done and final.cancelled == final.counts["enqueued"] == stopped.rows
+    assert quick.calls_for(tag) == []
+    listed = bstack.cli("batch", "list")
+    assert "cancelled" in listed and f"{batch} (cancelled)" in listed.replace("\n", "")

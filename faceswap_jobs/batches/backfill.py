@@ -102,7 +102,7 @@ def backfill(
     keys = Keys(settings.key_prefix)
     batches = BatchStore(client, keys, settings.job_ttl_s)
     source, print_ = str(path.resolve()), fingerprint(path)
-    if not batches.create(batch, source, print_):
+    if not batches.create(batch, source, print_, path.stat().st_size):
         known = batches.source_of(batch)
         if known is not None and known != (source, print_):
             raise BatchSourceMismatch(

@@ -77,6 +77,18 @@ class BatchLocked(RuntimeError):
     """Another backfill is enqueueing into this batch right now."""
 
 
+class BatchCancelled(RuntimeError):
+    """The batch was cancelled while rows were being enqueued: no more are (`done` says how many
+    were before the cancel)."""
+
+    def __init__(self, batch: str, done: Chunked) -> None:
+        super().__init__(
+            f"batch {batch} was cancelled: stopped after {done.enqueued:,} rows enqueued "
+            f"({done.rows:,} read); the rest of the file was not enqueued"
+        )
+        self.batch, self.done = batch, done
+
+
 TAKE_OVER = """
 -- KEYS: [1] lock; ARGV: [1] the dead holder, [2] the new holder, [3] ttl (s)
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -169,6 +181,8 @@ class Enqueuer:
         on_wait: Callable[[int], None] | None,
     ) -> None:
         self._hold_back(batch, chunk, done, on_wait)
+        if self._batches.is_cancelled(batch):
+            raise BatchCancelled(batch, done)
         fingerprints = self._check_repeated_ids(batch, chunk)
         messages: list[bytes] = []
         rows: list[tuple[uuid.UUID | None, int]] = []
@@ -258,6 +272,8 @@ class Enqueuer:
             return
         started = time.monotonic()
         while depth > self.low_water or depth + len(chunk) > self.high_water:
+            if self._batches.is_cancelled(batch):
+                raise BatchCancelled(batch, done)
             if on_wait:
                 on_wait(depth)
             self._sleep(DRAIN_POLL_S)

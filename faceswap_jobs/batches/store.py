@@ -73,6 +73,8 @@ class BatchProgress:
     counts: dict[str, int]
     cursor_offset: int
     cursor_line: int
+    source_bytes: int = 0
+    """Size of the file being enqueued (0 when unknown, as for `submit_many`)."""
     first_start_at: float | None = None
     """When a worker first took one of its rows (Redis clock)."""
     last_end_at: float | None = None
@@ -103,9 +105,27 @@ class BatchProgress:
         return c["succeeded"] + c["failed"] + c["cancelled"] + c["cancelled_queued"]
 
     @property
+    def cancelled(self) -> int:
+        """Rows that ended cancelled, taken by a worker or not."""
+        return self.counts["cancelled"] + self.counts["cancelled_queued"]
+
+    @property
     def done(self) -> bool:
-        """Nothing left to enqueue, queued or running."""
-        return self.enqueue_done and self.queued == 0 and self.running == 0
+        """Nothing left to enqueue (all of it, or the batch was cancelled), queued or running."""
+        enqueue_over = self.enqueue_done or self.cancelled_flag
+        return enqueue_over and self.queued == 0 and self.running == 0
+
+    @property
+    def expected_rows(self) -> int:
+        """Rows the batch will have to work on (rejected ones aside): while the file is still
+        being read, an estimate from the share of it read so far."""
+        c = self.counts
+        known = c["enqueued"] - c["duplicates"]
+        if self.enqueue_done or self.cancelled_flag or not self.source_bytes:
+            return known
+        if not self.cursor_offset:
+            return known
+        return max(known, round(known * self.source_bytes / self.cursor_offset))
 
     @property
     def worked(self) -> int:
@@ -182,6 +202,7 @@ class BatchStore:
             counts={field: int(raw.get(field, 0)) for field in COUNTERS},
             cursor_offset=int(raw.get("cursor_offset", 0)),
             cursor_line=int(raw.get("cursor_line", 0)),
+            source_bytes=int(raw.get("source_bytes", 0)),
             first_start_at=_stamp(raw.get("first_start_at")),
             last_end_at=_stamp(raw.get("last_end_at")),
             read_at=seconds + micros / 1e6,
@@ -196,14 +217,15 @@ class BatchStore:
         source, fingerprint = self._r.hmget(self._keys.batch(name), "source", "fingerprint")
         return None if source is None else (source, fingerprint or "")
 
-    def create(self, name: str, source: str, fingerprint: str) -> bool:
+    def create(self, name: str, source: str, fingerprint: str, source_bytes: int = 0) -> bool:
         """A new, empty batch; False when the name is taken (the caller resumes or refuses)."""
         now = time.time()
         created = self._r.hsetnx(self._keys.batch(name), "source", source)
         if created:
             pipe = self._r.pipeline(transaction=True)
             pipe.hset(self._keys.batch(name), mapping={"fingerprint": fingerprint,
-                                                       "created_at": now})  # fmt: skip
+                                                       "created_at": now,
+                                                       "source_bytes": source_bytes})  # fmt: skip
             pipe.pexpire(self._keys.batch(name), self._ttl_ms)
             index = self._keys.batch_index
             pipe.zadd(index, {name: now})

@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 
 from faceswap_jobs.batches.backfill import BatchSourceMismatch, backfill, dry_run
-from faceswap_jobs.batches.enqueue import BatchLocked, Chunked
+from faceswap_jobs.batches.enqueue import BatchCancelled, BatchLocked, Chunked
 from faceswap_jobs.batches.export import export_rows, write_export
 from faceswap_jobs.batches.rows import InputFileError
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
@@ -71,6 +71,9 @@ def backfill_command(
     except (InputFileError, BatchSourceMismatch, BatchLocked, InvalidSwapRequest) as exc:
         err_console.print(shown(exc), style="red")
         raise typer.Exit(2) from None
+    except BatchCancelled as exc:
+        err_console.print(shown(exc), style="yellow")
+        raise typer.Exit(1) from None
 
 
 def _dry_run(settings: Settings, file: Path, rejects_path: Path) -> None:
@@ -110,14 +113,16 @@ def list_batches() -> None:
     """Batches, newest first, with their progress."""
     settings = load_settings()
     store = BatchStore(redis_client(settings), Keys(settings.key_prefix), settings.job_ttl_s)
-    table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "rejected",
-                  "rows/s", "ETA")  # fmt: skip
+    table = Table("batch", "rows", "queued", "running", "succeeded", "failed", "cancelled",
+                  "rejected", "rows/s", "ETA")  # fmt: skip
     for name in store.names():
         p = store.progress(name)
         if p is not None:
             c = p.counts
-            counts = (p.rows, p.queued, p.running, c["succeeded"], c["failed"], c["rejected"])
-            table.add_row(shown(name), *(f"{v:,}" for v in counts), _rate(p), _eta(p))
+            counts = (p.rows, p.queued, p.running, c["succeeded"], c["failed"], p.cancelled,
+                      c["rejected"])  # fmt: skip
+            name_cell = shown(name + (" (cancelled)" if p.cancelled_flag else ""))
+            table.add_row(name_cell, *(f"{v:,}" for v in counts), _rate(p), _eta(p))
     console.print(table)
 
 
@@ -158,23 +163,42 @@ def _eta(progress: BatchProgress) -> str:
 
 
 @batch_app.command()
-def watch(name: str, every_s: Annotated[float, typer.Option(min=0.2)] = 1.0) -> None:
+def watch(
+    name: str,
+    every_s: Annotated[float, typer.Option(min=0.2)] = 1.0,
+    appear_s: Annotated[
+        float, typer.Option(min=0, help="how long to wait for a batch that does not exist yet")
+    ] = 60.0,
+) -> None:
     """A live progress bar with rate and ETA, until the batch is done (Ctrl-C to stop watching;
-    the batch goes on)."""
-    first = _progress(name)
+    the batch goes on). Started next to its `backfill`, it waits for the batch to appear."""
+    _await_batch(name, appear_s)
     with Progress(*_progress_columns(), console=console) as bar:
-        task = bar.add_task(f"batch {name}", total=max(1, first.rows - first.counts["rejected"]),
-                            completed=first.finished, info="")  # fmt: skip
+        task = bar.add_task(f"batch {name}", total=None, info="")
         while True:
             p = _progress(name)
             c = p.counts
             info = (f"queued {p.queued:,} · running {p.running:,} · ok {c['succeeded']:,} · "
-                    f"failed {c['failed']:,} · rejected {c['rejected']:,}")  # fmt: skip
-            total = max(1, c["enqueued"] - c["duplicates"])
-            bar.update(task, total=total, completed=p.finished, info=info)
+                    f"failed {c['failed']:,} · cancelled {p.cancelled:,} · "
+                    f"rejected {c['rejected']:,}")  # fmt: skip
+            if not (p.enqueue_done or p.cancelled_flag):
+                info += " · reading the file" + (
+                    f" ({p.cursor_offset / p.source_bytes:.0%})" if p.source_bytes else ""
+                )
+            bar.update(task, total=max(1, p.expected_rows), completed=p.finished, info=info)
             if p.done:
                 break
             time.sleep(every_s)
+
+
+def _await_batch(name: str, appear_s: float) -> None:
+    """`backfill` and `watch` started together: the batch appears within a moment."""
+    settings = load_settings()
+    store = BatchStore(redis_client(settings), Keys(settings.key_prefix), settings.job_ttl_s)
+    deadline = time.monotonic() + appear_s
+    with err_console.status(shown(f"waiting for batch {name} to appear")):
+        while store.progress(name) is None and time.monotonic() < deadline:
+            time.sleep(0.5)
 
 
 @batch_app.command()

@@ -7,6 +7,7 @@ configuration; 3 Redis could not be reached (`cannot reach Redis at ...`)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 from celery import Celery
@@ -15,8 +16,19 @@ from rich.text import Text
 
 from faceswap_jobs.config import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+PIPED_WIDTH = 1000
+"""Output read by a program or saved to a file is not cut or folded at 80 columns (job ids,
+URLs and batch names stay whole); a terminal keeps its own width."""
+
+
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else PIPED_WIDTH
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 EXIT_UNAVAILABLE = 3
