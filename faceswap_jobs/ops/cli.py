@@ -297,7 +297,7 @@ def metrics(
     """Serve Prometheus metrics (calls, jobs, rate, in-flight, breaker, queues) read from Redis."""
     from prometheus_client import CollectorRegistry
 
-    from faceswap_jobs.ops.metrics import RedisStatsCollector, serve_metrics
+    from faceswap_jobs.ops.metrics import RedisStatsCollector, redis_answers, serve_metrics
 
     settings = load_settings(service=True).model_copy(
         update={"redis_retry_s": SCRAPE_REDIS_RETRY_S}
@@ -305,8 +305,8 @@ def metrics(
     lim, lot, client = _limits(settings)
     registry = CollectorRegistry()
     registry.register(RedisStatsCollector(settings, client, lim, lot))
-    server = serve_metrics(registry, address, port)
-    console.print(f"metrics on http://{address}:{port}/metrics")
+    server = serve_metrics(registry, redis_answers(client), address, port)
+    console.print(f"metrics on http://{address}:{port}/metrics (and /healthz, /readyz)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -8,18 +8,23 @@ multiprocess registry and nothing lost when a worker restarts.
 from __future__ import annotations
 
 import socketserver
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import redis
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import OUTAGE_ERRORS
+from faceswap_jobs.errors import ServiceUnavailableError
+from faceswap_jobs.jobs.histograms import CALL_SECONDS, QUEUE_WAIT_SECONDS, Histograms
 from faceswap_jobs.jobs.parking import ParkingLot
+from faceswap_jobs.jobs.store import job_store
+from faceswap_jobs.jobs.waits import oldest_ready_at
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
 
@@ -32,8 +37,10 @@ class RedisStatsCollector(Collector):
     ) -> None:
         self.settings, self._r, self._limits, self._parking = settings, client, limits, parking
         self._keys = Keys(settings.key_prefix)
+        self._histograms = Histograms(client, settings.key_prefix, ttl_s=settings.job_ttl_s)
+        self._store = job_store(settings, client)
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         stats = self._r.hgetall(self._keys.stats)
         calls = CounterMetricFamily(
             "faceswap_calls", "API calls by outcome (succeeded, retry, defer, pause, ...)",
@@ -69,6 +76,7 @@ class RedisStatsCollector(Collector):
         yield refused
         yield from self._limit_gauges()
         yield from self._queue_gauges()
+        yield from self._histogram_families()
 
     def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
         snap = self._limits.snapshot()
@@ -108,6 +116,34 @@ class RedisStatsCollector(Collector):
         dlq = GaugeMetricFamily("faceswap_dead_letters", "Jobs in the dead-letter queue")
         dlq.add_metric([], self._r.zcard(self._keys.dead_letters))
         yield dlq
+        oldest = GaugeMetricFamily(
+            "faceswap_oldest_message_age_seconds",
+            "How long the next message of a queue has waited (absent when the queue is empty or "
+            "its job's ready time is unknown: a bulk row not yet taken)",
+            labels=["queue"],
+        )
+        now = time.time()
+        for name in (self.settings.interactive_queue, self.settings.bulk_queue):
+            ready = oldest_ready_at(self._r, self._store, name)
+            if ready is not None:
+                oldest.add_metric([name], max(0.0, now - ready))
+        yield oldest
+
+    def _histogram_families(self) -> Iterator[HistogramMetricFamily]:
+        for name, metric, doc, labels in (
+            (CALL_SECONDS, "faceswap_call_duration_seconds",
+             "API calls by queue and result (ok, 429, 4xx, 5xx, no_answer, error)",
+             ["queue", "result"]),
+            (QUEUE_WAIT_SECONDS, "faceswap_queue_wait_seconds",
+             "From a job being ready (message sent, retry countdown over) to its call starting",
+             ["queue"]),
+        ):  # fmt: skip
+            family = HistogramMetricFamily(metric, doc, labels=labels)
+            for hist in self._histograms.read(name):
+                family.add_metric(
+                    [hist.labels.get(label, "") for label in labels], hist.buckets, hist.sum
+                )
+            yield family
 
 
 REDIS_DOWN = b"""# HELP faceswap_redis_up 1 when Redis answered this scrape, else 0
@@ -119,24 +155,50 @@ REDIS_UP = REDIS_DOWN.replace(b"faceswap_redis_up 0", b"faceswap_redis_up 1")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
+def redis_answers(client: redis.Redis) -> Callable[[], bool]:
+    """The readiness check: Redis answers a PING (within the client's retry budget)."""
+
+    def ready() -> bool:
+        try:
+            return bool(client.ping())
+        except (*OUTAGE_ERRORS, redis.RedisError):
+            return False
+
+    return ready
+
+
 def metrics_app(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, ready: Callable[[], bool]
 ) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
     """`/metrics` from `registry`: 503 with `faceswap_redis_up 0` while Redis is unreachable
-    (so the scrape fails loudly and an alert can say why), 404 on any other path."""
+    (so the scrape fails loudly and an alert can say why); `/healthz` 200 while the process
+    serves (liveness); `/readyz` 200 when `ready()` (Redis answers), else 503 (readiness);
+    404 on any other path."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") != "/metrics":
-            start_response("404 Not Found", [("Content-Type", "text/plain")])
-            return [b"not found: metrics are at /metrics\n"]
+        path = environ.get("PATH_INFO")
+        if path == "/healthz":
+            return _text(start_response, "200 OK", b"ok\n")
+        if path == "/readyz":
+            if ready():
+                return _text(start_response, "200 OK", b"ready\n")
+            return _text(start_response, "503 Service Unavailable", b"redis unreachable\n")
+        if path != "/metrics":
+            return _text(start_response, "404 Not Found",
+                         b"not found: /metrics, /healthz and /readyz are served\n")  # fmt: skip
         try:
             body, status = generate_latest(registry) + REDIS_UP, "200 OK"
-        except OUTAGE_ERRORS:
+        except (*OUTAGE_ERRORS, ServiceUnavailableError):
             body, status = REDIS_DOWN, "503 Service Unavailable"
         start_response(status, [("Content-Type", CONTENT_TYPE_LATEST)])
         return [body]
 
     return app
+
+
+def _text(start_response: StartResponse, status: str, body: bytes) -> list[bytes]:
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8")])
+    return [body]
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
@@ -148,5 +210,7 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes every few seconds would flood the log."""
 
 
-def serve_metrics(registry: CollectorRegistry, address: str, port: int) -> WSGIServer:
-    return make_server(address, port, metrics_app(registry), _ThreadingServer, _QuietHandler)
+def serve_metrics(
+    registry: CollectorRegistry, ready: Callable[[], bool], address: str, port: int
+) -> WSGIServer:
+    return make_server(address, port, metrics_app(registry, ready), _ThreadingServer, _QuietHandler)

@@ -35,6 +35,7 @@ from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, Swap
 from faceswap_jobs.policy import Action, next_step
 from faceswap_jobs.validation import BATCH_NAME, check_metadata
 from faceswap_jobs.worker.deadline import expire_if_late
+from faceswap_jobs.worker.observe import attempt_started, job_fields, timed_call
 from faceswap_jobs.worker.outcome import recorded
 from faceswap_jobs.worker.runtime import LEASE_MARGIN_S, Runtime, runtime_for
 
@@ -327,14 +328,17 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         number=record.calls + 1, started_at=time.time(), worker=_HOST, submission=submission
     )
     rt.jobs.start_attempt(job_id, attempt)
+    attempt_started(rt, record, attempt)
     try:
         try:
-            if callback_base and secret and submission:
-                ticket = ticket_for(job_id, submission, rt.settings.callback_wait_s, time.time())
-                url = callback_url(callback_base, secret.get_secret_value(), ticket)
-                api_task_id = rt.client.submit(record.request, url)
-            else:
-                result = rt.client.swap(record.request)
+            with timed_call(rt, record):
+                if callback_base and secret and submission:
+                    ticket = ticket_for(job_id, submission, rt.settings.callback_wait_s,
+                                        time.time())  # fmt: skip
+                    url = callback_url(callback_base, secret.get_secret_value(), ticket)
+                    api_task_id = rt.client.submit(record.request, url)
+                else:
+                    result = rt.client.swap(record.request)
         except SoftTimeLimitExceeded:
             raise AmbiguousCallError(
                 "the soft time limit stopped this call; it may have been billed",
@@ -349,7 +353,8 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         recorded(lambda: _await_callback(task, rt, record, attempt, api_task_id, admission))
     done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
     recorded(lambda: _end_succeeded(rt, job_id, done, admission, result))
-    log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1)
+    log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1,
+             extra=job_fields(record, attempt, api_task_id=result.task_id))  # fmt: skip
     return result.model_dump()
 
 
@@ -376,7 +381,8 @@ def _await_callback(
     if rt.jobs.accept(
         record.id, attempt, api_task_id, wait_s, admission.lease or "", rt.limits.token_id
     ):
-        log.info("job %s accepted as API task %s; waiting for its callback", record.id, api_task_id)
+        log.info("job %s accepted as API task %s; waiting for its callback", record.id, api_task_id,
+                 extra=job_fields(record, attempt, api_task_id=api_task_id))  # fmt: skip
         task.send_event(
             "task-retried", exception=f"waiting: callback for {api_task_id}", traceback=""
         )
@@ -461,7 +467,8 @@ def _after_failure(
     if decision.action is Action.FAIL:
         rt.jobs.end_attempt(record.id, closed, Ending(JobState.FAILED, closed.outcome, error=error,
                             counted=counted, failure_reason=decision.reason))  # fmt: skip
-        log.warning("job %s failed: %s (%s)", record.id, exc, decision.reason)
+        log.warning("job %s failed: %s (%s)", record.id, exc, decision.reason,
+                    extra=job_fields(record, attempt, error=exc))  # fmt: skip
         return
     if decision.action is Action.PAUSE:
         rt.jobs.end_attempt(record.id, closed, Ending(JobState.PAUSED, closed.outcome, error=error,
@@ -471,5 +478,6 @@ def _after_failure(
     rt.jobs.end_attempt(record.id, closed, Ending(JobState.RETRY_WAIT, closed.outcome, error=error,
                         counted=counted))  # fmt: skip
     level = logging.INFO if decision.action is Action.DEFER else logging.WARNING
-    log.log(level, "job %s: %s; %s in %.2fs", record.id, exc, decision.action, decision.delay_s)
+    log.log(level, "job %s: %s; %s in %.2fs", record.id, exc, decision.action, decision.delay_s,
+            extra=job_fields(record, attempt, error=exc))  # fmt: skip
     raise task.retry(exc=exc, countdown=decision.delay_s)
