@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     flower_user: str = Field(default="admin", pattern=r"^[^:,\s]+$")
     flower_password: SecretStr | None = None
 
+    log_format: Literal["text", "json"] = "text"
+    """`json`: workers and the metrics exporter log one JSON object per line; job events carry
+    job id, batch, attempt, API task id, trace id and error code; secrets are redacted."""
+
     report_allow_private_hosts: bool = False
     """`batch report` may fetch from loopback, private and link-local hosts (never metadata)."""
 

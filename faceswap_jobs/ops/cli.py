@@ -297,6 +297,7 @@ def metrics(
     """Serve Prometheus metrics (calls, jobs, rate, in-flight, breaker, queues) read from Redis."""
     from prometheus_client import CollectorRegistry
 
+    from faceswap_jobs.logformat import use_log_format
     from faceswap_jobs.ops.metrics import RedisStatsCollector, redis_answers, serve_metrics
 
     settings = load_settings(service=True).model_copy(
@@ -305,6 +306,7 @@ def metrics(
     lim, lot, client = _limits(settings)
     registry = CollectorRegistry()
     registry.register(RedisStatsCollector(settings, client, lim, lot))
+    use_log_format(settings)
     server = serve_metrics(registry, redis_answers(client), address, port)
     console.print(f"metrics on http://{address}:{port}/metrics (and /healthz, /readyz)")
     try:
