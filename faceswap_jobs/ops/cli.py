@@ -39,39 +39,38 @@ app.command("backfill")(backfill_command)
 app.add_typer(batch_app, name="batch")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def worker(
-    pool: Annotated[str | None, typer.Option(help="threads, prefork or solo")] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1)] = None,
-    queues: Annotated[str | None, typer.Option(help="comma-separated queue names")] = None,
-    loglevel: str = "INFO",
-    hostname: Annotated[str | None, typer.Option(help="Celery node name")] = None,
+    ctx: typer.Context,
+    pool: Annotated[
+        str | None, typer.Option("--pool", "-P", help="threads, prefork or solo")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option("--concurrency", "-c", min=1)] = None,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-Q", help="comma-separated queue names")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
+    hostname: Annotated[
+        str | None, typer.Option("--hostname", "-n", help="Celery node name")
+    ] = None,
 ) -> None:
-    """Run a Celery worker for swap jobs (threads by default: the work is waiting on HTTP)."""
-    from faceswap_jobs.celery_app import create_app
-    from faceswap_jobs.worker import task  # noqa: F401 - registers the task
-    from faceswap_jobs.worker.scheduler import SchedulerStep
-    from faceswap_jobs.worker.tuning import tune_worker
+    """Run a Celery worker for swap jobs (threads by default: the work is waiting on HTTP).
 
-    settings = load_settings(service=True)
-    if concurrency is not None:
-        settings = settings.model_copy(update={"worker_concurrency": concurrency})
-    argv = [
-        "worker",
-        f"--pool={pool or settings.worker_pool}",
-        f"--concurrency={settings.concurrency}",
-        f"--queues={queues or f'{settings.interactive_queue},{settings.bulk_queue}'}",
-        f"--loglevel={loglevel}",
-        "--task-events",
-        "--without-mingle",
-        "--without-gossip",
-    ]
-    if hostname:
-        argv.append(f"--hostname={hostname}")
-    celery = create_app(settings)
-    tune_worker(celery)
-    celery.steps["worker"].add(SchedulerStep)
-    raise typer.Exit(run_celery(celery, argv))
+    Any other `celery worker` option passes through: `--autoscale=8,2` (prefork),
+    `--max-tasks-per-child=100`, `-X QUEUE`, `-O fair`.
+    """
+    from faceswap_jobs.ops.celery_argv import UsageError, worker_argv, worker_settings
+    from faceswap_jobs.worker.app import worker_app
+
+    try:
+        settings = worker_settings(load_settings(service=True), pool=pool,
+                                   concurrency=concurrency, extra=ctx.args)  # fmt: skip
+    except UsageError as exc:
+        err_console.print(shown(exc), style="red")
+        raise typer.Exit(2) from None
+    argv = worker_argv(settings, queues=queues, loglevel=loglevel, hostname=hostname,
+                       extra=ctx.args)  # fmt: skip
+    raise typer.Exit(run_celery(worker_app(settings), argv))
 
 
 @app.command(
@@ -85,25 +84,26 @@ def emulator(ctx: typer.Context) -> None:
     emulator_main(list(ctx.args))
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def flower(
+    ctx: typer.Context,
     port: Annotated[int | None, typer.Option()] = None,
     address: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Run Flower with basic auth (FACESWAP_FLOWER_USER / FACESWAP_FLOWER_PASSWORD)."""
+    """Run Flower with basic auth (FACESWAP_FLOWER_USER / FACESWAP_FLOWER_PASSWORD).
+
+    Any other Flower option passes through (`--url_prefix=flower`, `--persistent=True`,
+    `--db=flower.db`); `--max_tasks` is 10000 unless given.
+    """
     from faceswap_jobs.celery_app import create_app
+    from faceswap_jobs.ops.celery_argv import UsageError, flower_argv
 
     settings = load_settings(service=True)
-    if settings.flower_password is None:
-        err_console.print("[red]set FACESWAP_FLOWER_PASSWORD: Flower never runs without auth[/red]")
-        raise typer.Exit(2)
-    credentials = f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
-    argv = [
-        "flower",
-        f"--port={port or settings.flower_port}",
-        f"--address={address or settings.flower_host}",
-        f"--basic-auth={credentials}",
-    ]
+    try:
+        argv = flower_argv(settings, port=port, address=address, extra=ctx.args)
+    except UsageError as exc:
+        err_console.print(shown(exc), style="red")
+        raise typer.Exit(2) from None
     raise typer.Exit(run_celery(create_app(settings), argv))
 
 
