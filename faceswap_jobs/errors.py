@@ -7,7 +7,7 @@ Every error keeps its whole state in `args` in one fixed order, so Celery's JSON
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 
 class FaceSwapError(Exception):
@@ -32,28 +32,28 @@ class FaceSwapError(Exception):
 
     @property
     def message(self) -> str:
-        return self.args[0]
+        return cast("str", self.args[0])
 
     @property
     def status(self) -> int | None:
-        return self.args[1]
+        return cast("int | None", self.args[1])
 
     @property
     def code(self) -> str | None:
-        return self.args[2]
+        return cast("str | None", self.args[2])
 
     @property
     def trace_id(self) -> str | None:
-        return self.args[3]
+        return cast("str | None", self.args[3])
 
     @property
     def retry_after_s(self) -> float | None:
-        return self.args[4]
+        return cast("float | None", self.args[4])
 
     @property
     def detail(self) -> str | None:
         """Diagnostic text such as the start of a malformed body."""
-        return self.args[5]
+        return cast("str | None", self.args[5])
 
     def __str__(self) -> str:
         parts = [p for p in (str(self.status or ""), self.code or "") if p]

@@ -81,9 +81,11 @@ def _is_envelope(payload: dict[str, Any]) -> bool:
         return False
     body, encoding = payload.get("body"), properties.get("body_encoding")
     if encoding == "base64":
+        if not isinstance(body, str):
+            return False
         try:
             base64.b64decode(body, validate=True)
-        except (TypeError, ValueError, binascii.Error):
+        except (ValueError, binascii.Error):
             return False
     return encoding in (None, "base64") and isinstance(body, str | None)
 
@@ -91,5 +93,5 @@ def _is_envelope(payload: dict[str, Any]) -> bool:
 def apply() -> None:
     """Install the workarounds (idempotent); a kombu that fixed either is unaffected by them."""
     kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
-    kombu_redis.loads = checked_loads
-    kombu_redis.Transport._deliver = checked_deliver  # type: ignore[method-assign]
+    kombu_redis.loads = checked_loads  # type: ignore[assignment]
+    kombu_redis.Transport._deliver = checked_deliver  # type: ignore[method-assign,assignment]

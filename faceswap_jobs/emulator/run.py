@@ -13,7 +13,7 @@ BACKLOG = 4096
 KEEP_ALIVE_S = 30
 """Idle keep-alive: long enough for clients that pool connections between slow calls."""
 
-GRACEFUL_SHUTDOWN_S = 3.0
+GRACEFUL_SHUTDOWN_S = 3
 """How long a stop waits for open calls: hangs last an hour and must not block a restart."""
 
 

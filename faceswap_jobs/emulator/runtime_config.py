@@ -5,7 +5,7 @@ Tokens are shown only as hashes. An update is validated whole (merged, then chec
 """
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, overload
 
 from .auth import token_hash
 from .config import RATE_WINDOWS, EmulatorConfig, validate_config
@@ -72,6 +72,10 @@ def config_view(config: EmulatorConfig, rules: RuleBook, storage_dir: str) -> di
     return view
 
 
+@overload
+def _number(name: str, value: Any, *, nullable: Literal[False]) -> float: ...
+@overload
+def _number(name: str, value: Any, *, nullable: bool) -> float | None: ...
 def _number(name: str, value: Any, *, nullable: bool) -> float | None:
     if value is None and nullable:
         return None
