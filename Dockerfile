@@ -18,10 +18,11 @@ RUN groupadd --system --gid 10001 faceswap \
  && useradd --system --uid 10001 --gid faceswap --create-home --home-dir /home/faceswap faceswap
 
 # Every dependency at the exact version the tests ran against (constraints.txt says how to
-# regenerate it), so two builds of one commit install the same code.
+# regenerate it), so two builds of one commit install the same code. With the emulator extra,
+# since compose and the staging overlay run the emulator from this image.
 COPY constraints.txt pyproject.toml README.md /src/
 COPY faceswap_jobs /src/faceswap_jobs
-RUN pip install --constraint /src/constraints.txt /src && rm -rf /src
+RUN pip install --constraint /src/constraints.txt '/src[emulator]' && rm -rf /src
 
 USER 10001:10001
 # Settings also read a `.env` in the working directory; the image ships none.

@@ -1,12 +1,13 @@
 """Print constraints.txt: the exact versions of the runtime dependencies, as installed here.
 
-    .venv/bin/pip install -e '.[dev]'
+    .venv/bin/pip install -e '.[dev,emulator]'
     .venv/bin/python deploy/freeze_constraints.py > constraints.txt
 
 `pip freeze` would also pin the test and lint tools sharing the venv, and the project itself.
-This walks the requirement graph instead: from pyproject.toml's `[project] dependencies`
-through each installed distribution's metadata, extras followed and markers evaluated for this
-interpreter (run it on Linux with the image's Python minor version, 3.11). The Dockerfile
+This walks the requirement graph instead: from pyproject.toml's `[project] dependencies` and
+the `emulator` extra (the image installs it) through each installed distribution's metadata,
+extras followed and markers evaluated for this interpreter (run it on Linux with the image's
+Python minor version, 3.11). The Dockerfile
 installs with the result, so an image gets the versions the tests ran against rather than
 whatever was newest on the day it was built.
 """
@@ -22,19 +23,23 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+IMAGE_EXTRA = "emulator"
+"""The extra the Dockerfile installs along with the runtime dependencies."""
 HEADER = """\
-# Exact versions of the runtime dependencies (pyproject.toml [project] dependencies and all
-# they pull in), the ones the tests ran against. The Dockerfile installs with
-#   pip install --constraint constraints.txt /src
+# Exact versions of the runtime dependencies (pyproject.toml [project] dependencies and the
+# emulator extra, with all they pull in), the ones the tests ran against. The Dockerfile
+# installs with
+#   pip install --constraint constraints.txt '/src[emulator]'
 # Regenerate after changing a dependency or upgrading the venv:
-#   .venv/bin/pip install -e '.[dev]'
+#   .venv/bin/pip install -e '.[dev,emulator]'
 #   .venv/bin/python deploy/freeze_constraints.py > constraints.txt
 """
 
 
 def runtime_requirements(pyproject: Path) -> list[Requirement]:
     project = tomllib.loads(pyproject.read_text())["project"]
-    return [Requirement(line) for line in project["dependencies"]]
+    lines = project["dependencies"] + project["optional-dependencies"][IMAGE_EXTRA]
+    return [Requirement(line) for line in lines]
 
 
 def applies(requirement: Requirement, extras: set[str]) -> bool:
@@ -60,7 +65,7 @@ def closure(roots: list[Requirement]) -> dict[str, str]:
         try:
             dist = distribution(name)
         except PackageNotFoundError:
-            sys.exit(f"{name} is required but not installed: pip install -e '.[dev]' first")
+            sys.exit(f"{name} is not installed: pip install -e '.[dev,emulator]' first")
         wanted[name] = wanted.get(name, set()) | extras
         pinned[name] = dist.version
         pending.extend((Requirement(line), wanted[name]) for line in dist.requires or [])

@@ -6,7 +6,13 @@ The public names load on first use, so `faceswap_jobs.emulator` can run without 
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
+
+try:
+    __version__ = version("faceswap-jobs")
+except PackageNotFoundError:  # a source tree on sys.path, not installed: no metadata to read
+    __version__ = "0+unknown"
 
 __all__ = ["Batch", "Producer", "SwapJob", "get_job", "submit_many", "submit_swap"]
 

@@ -11,6 +11,7 @@ from kombu.exceptions import OperationalError
 from rich.table import Table
 from rich.text import Text
 
+from faceswap_jobs import __version__
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import OUTAGE_ERRORS, redis_client, unavailable
 from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest, ServiceUnavailableError
@@ -37,6 +38,24 @@ app = typer.Typer(
 )
 app.command("backfill")(backfill_command)
 app.add_typer(batch_app, name="batch")
+
+
+def _print_version(requested: bool) -> None:
+    if requested:
+        console.print(f"faceswap-jobs {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Face Swap API jobs on Redis + Celery."""
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -79,8 +98,11 @@ def worker(
 )
 def emulator(ctx: typer.Context) -> None:
     """Run the local emulator of the Face Swap API (`faceswap-jobs emulator --help`)."""
-    from faceswap_jobs.emulator import main as emulator_main
-
+    try:
+        from faceswap_jobs.emulator import main as emulator_main
+    except ModuleNotFoundError as missing:
+        err_console.print(str(missing), markup=False, highlight=False)
+        raise typer.Exit(1) from None
     emulator_main(list(ctx.args))
 
 
