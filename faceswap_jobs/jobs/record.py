@@ -16,9 +16,11 @@ JSON_FIELDS = ("request", "metadata", "result", "last_error")
 SENT = "sent"
 """'1' once the job's message went to the broker: a record left unsent is sent again."""
 SUMMARY_FIELDS = ("state", "request", "result", "last_error", "failure_reason", "calls",
-                  "batch_position", "batch_line", "row_id", "metadata")  # fmt: skip
-"""What an export needs of each job: read with one HMGET per job, history left out."""
-_INT_FIELDS = frozenset({"calls", "batch_position", "batch_line"})
+                  "attempts", "queue", "batch", "batch_position", "batch_line", "row_id",
+                  "metadata")  # fmt: skip
+"""What an export, a dead-letter listing or a replay needs of each job: read with one HMGET per
+job, history left out."""
+_INT_FIELDS = frozenset({"calls", "attempts", "batch_position", "batch_line"})
 
 
 def encode(record: JobRecord) -> dict[str, str]:
@@ -56,4 +58,5 @@ def decode_summary(values: list[str | None]) -> dict[str, Any] | None:
         else:
             summary[name] = value
     summary["calls"] = summary["calls"] or 0
+    summary["attempts"] = summary["attempts"] or 0
     return summary

@@ -10,6 +10,7 @@ limiter nor anything else of the worker, so application code that only enqueues 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import redis
@@ -49,6 +50,22 @@ return 1
 """
 )
 
+FORGET_DEAD_LETTERS = """
+-- KEYS: [1] dead-letter sorted set
+-- ARGV: job id, failure time, job id, failure time...
+-- Removes each entry only while it still holds that failure time: a job replayed and failed
+-- again since it was listed is a new failure, not the one the operator chose to forget.
+local removed = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
+"""
+DEAD_LETTER_PAGE = 500
+
 
 def ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
@@ -65,6 +82,7 @@ class JobStore:
         self.result_ttl_ms = ms(result_ttl_s)
         self._create = client.register_script(CREATE)
         self._requeue = client.register_script(REQUEUE_FAILED)
+        self._forget_dead = client.register_script(FORGET_DEAD_LETTERS)
 
     def create(self, record: JobRecord) -> bool:
         """Store a new job; False (and nothing written) when the id is already taken. A job
@@ -129,6 +147,34 @@ class JobStore:
     def dead_letters(self, limit: int = 100) -> list[str]:
         """Failed job ids, most recent first."""
         return list(self._r.zrevrange(self.keys.dead_letters, 0, limit - 1))
+
+    def dead_letter_entries(self, since: float | None = None) -> Iterator[tuple[str, float]]:
+        """(job id, failure time) of the dead-letter queue, most recent first, failed at or after
+        `since`; read a page at a time. Failures added meanwhile can show an entry twice, never
+        hide one (they enter at the top)."""
+        low: float | str = "-inf" if since is None else since
+        start = 0
+        while page := self._r.zrevrangebyscore(
+            self.keys.dead_letters, "+inf", low, start=start, num=DEAD_LETTER_PAGE, withscores=True
+        ):
+            yield from ((str(job_id), float(score)) for job_id, score in page)
+            start += len(page)
+
+    def failed_at(self, job_id: str) -> float | None:
+        """When the job entered the dead-letter queue; None when it is not in it."""
+        score = self._r.zscore(self.keys.dead_letters, job_id)
+        return None if score is None else float(score)
+
+    def forget_dead_letters(self, entries: list[tuple[str, float]]) -> int:
+        """Take these failures out of the dead-letter queue (the job records stay, and expire
+        as any ended job's); an entry whose failure time changed since it was read stays.
+        Returns how many were removed."""
+        removed = 0
+        for first in range(0, len(entries), DEAD_LETTER_PAGE):
+            args = [v for job_id, score in entries[first:first + DEAD_LETTER_PAGE]
+                    for v in (job_id, repr(score))]  # fmt: skip
+            removed += int(self._forget_dead(keys=[self.keys.dead_letters], args=args))
+        return removed
 
     def requeue_failed(self, job_id: str, now: float) -> bool:
         """A failed job is `queued` again with a fresh budget; the caller sends its message."""

@@ -16,13 +16,13 @@ import redis
 
 from faceswap_jobs.batches.enqueue import Enqueuer, Item
 from faceswap_jobs.batches.export import export_rows
-from faceswap_jobs.batches.messages import Origin, swap_message
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
 from faceswap_jobs.config import Settings
 from faceswap_jobs.connections import reaching_redis, redis_client
 from faceswap_jobs.errors import InvalidSwapRequest
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
+from faceswap_jobs.producer.replay import FailedJobs
 from faceswap_jobs.validation import (
     check_batch_name,
     check_identifier,
@@ -70,41 +70,11 @@ class Batch:
     def cancel(self) -> bool:
         return self._store.cancel(self.name)
 
-    def retry_failed(self, chunk: int = 1000) -> int:
+    def retry_failed(self) -> int:
         """Send the batch's failed jobs again, each with a fresh retry budget; returns how many.
         A row never has two calls in flight: only a job that ended `failed` moves."""
-        sent = 0
-        ids: list[str] = []
-        for _, job_id, _ in self._store.rows(self.name):
-            if job_id is not None:
-                ids.append(job_id)
-            if len(ids) >= chunk:
-                sent += self._requeue(ids)
-                ids = []
-        if ids:
-            sent += self._requeue(ids)
-        return sent
-
-    def _requeue(self, ids: list[str]) -> int:
-        messages: list[str] = []
-        now = time.time()
-        for job_id, job in zip(ids, self._jobs.summaries(ids), strict=True):
-            if (
-                job is None
-                or job["state"] != "failed"
-                or not self._jobs.requeue_failed(job_id, now)
-            ):
-                continue
-            origin = Origin(self.name, job["batch_position"] or 0, job["batch_line"] or 0,
-                            job["row_id"])  # fmt: skip
-            messages.append(
-                swap_message(job_id, job["request"], origin, self._settings.bulk_queue,
-                             metadata=job["metadata"] or None,
-                             delivery_tag=f"{job_id}.retry.{now:.6f}")
-            )  # fmt: skip
-        if messages:
-            self._r.lpush(self._settings.bulk_queue, *messages)
-        return len(messages)
+        rows = (job_id for _, job_id, _ in self._store.rows(self.name) if job_id is not None)
+        return FailedJobs(self._settings, self._r).resend(rows).sent
 
 
 def submit_many(
