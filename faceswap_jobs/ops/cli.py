@@ -29,6 +29,7 @@ from faceswap_jobs.ops.console import (
     run_celery,
     shown,
 )
+from faceswap_jobs.ops.dlq_cli import dlq_app
 
 SCRAPE_REDIS_RETRY_S = 2.0
 """A scrape waits this long for Redis, well inside Prometheus's usual 10-s scrape timeout."""
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 app.command("backfill")(backfill_command)
 app.add_typer(batch_app, name="batch")
+app.add_typer(dlq_app, name="dlq")
 
 
 def _print_version(requested: bool) -> None:
@@ -215,23 +217,6 @@ def _print_record(record: JobRecord) -> None:
                 f"{attempt.delay_s:.1f}s" if attempt.delay_s is not None else "-",
             )
         console.print(table)
-
-
-@app.command()
-def dlq(limit: Annotated[int, typer.Option(min=1)] = 20) -> None:
-    """List the most recently failed jobs (the dead-letter queue)."""
-    from faceswap_jobs.producer.submit import Producer
-
-    producer = Producer(load_settings())
-    table = Table("job", "code", "message", "trace_id")
-    for job_id in producer.store.dead_letters(limit):
-        record = producer.get_job(job_id)
-        err = (record.last_error if record else None) or {}
-        table.add_row(
-            shown(job_id), shown(err.get("code")), shown(err.get("message")),
-            shown(err.get("trace_id")),
-        )  # fmt: skip
-    console.print(table)
 
 
 def _limits(settings: Settings) -> tuple[Limits, ParkingLot, redis.Redis]:
