@@ -48,80 +48,144 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         hide_input_in_errors=True,
+        # Each field's docstring is its description: `.env.example` is rendered from them.
+        use_attribute_docstrings=True,
     )
 
     api_base_url: str = DEFAULT_API_BASE_URL
+    """Base URL of the Face Swap API; the default is the local emulator. Real service:
+    https://api.acedata.cloud
+    http(s) with a host only: no user:password@, query or fragment. Plain http:// is accepted to
+    loopback (localhost, 127.0.0.0/8, ::1) and elsewhere only with FACESWAP_ALLOW_INSECURE_HTTP."""
     allow_insecure_http: bool = False
-    """Lets `api_base_url` / `callback_base_url` be http:// to a host beyond loopback (a cluster
-    network you trust); otherwise the token or the callback URLs would cross the wire in clear."""
-    api_token: SecretStr = SecretStr("emulator-token")
+    """true lets the API and callback base URLs be http:// beyond loopback (the token and the
+    callback URLs then cross the network in clear): only for a private network you trust, such as
+    the compose or cluster network to the emulator."""
+    api_token: SecretStr = Field(
+        default=SecretStr("emulator-token"), examples=["replace-with-your-acedata-token"]
+    )
+    """Secret, read by workers only (producers do not need it). Default: emulator-token, the
+    emulator's default token."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Broker, result backend and job store. A shared Redis needs a password (requirepass), in the
+    URL: redis://:PASSWORD@host:6379/0. Over TLS:
+    rediss://:PASSWORD@host:6379/0?ssl_cert_reqs=required&ssl_ca_certs=/path/to/ca.crt"""
     redis_retry_s: float = Field(default=45.0, ge=0, le=3600)
-    """How long a Redis command keeps retrying a lost connection (a restart, a failover)."""
+    """Seconds a Redis command keeps retrying a lost connection (a restart) before it fails."""
     key_prefix: str = Field(default="faceswap", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    """Prefix of our own keys (job records, leases, dead-letter queue); [A-Za-z0-9_.-]{1,40}."""
 
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Seconds to open a TCP/TLS connection to the API."""
     read_timeout_s: float = Field(default=150.0, gt=0)
+    """Seconds to wait for the answer; must be < FACESWAP_SOFT_TIME_LIMIT_S."""
 
     max_attempts: int = Field(default=8, ge=1, le=100)
+    """Counted calls per job (429s are not counted)."""
     deadline_s: float = Field(default=3600.0, gt=0)
+    """Seconds from submission after which no further try is scheduled."""
     backoff_base_s: float = Field(default=2.0, gt=0)
+    """Backoff with full jitter: uniform in [0, min(cap, base * 2^(attempts-1))] s; the base."""
     backoff_cap_s: float = Field(default=120.0, gt=0)
+    """The backoff's cap, seconds; <= FACESWAP_MAX_COUNTDOWN_S."""
     retry_after_cap_s: float = Field(default=300.0, gt=0)
+    """Longest Retry-After we honour, seconds; <= FACESWAP_MAX_COUNTDOWN_S."""
     max_countdown_s: float = Field(default=600.0, gt=0)
+    """Longest delay handed to the broker, seconds; < FACESWAP_VISIBILITY_TIMEOUT_S."""
 
     soft_time_limit_s: float = Field(default=170.0, gt=0)
+    """Celery's soft time limit per task run, seconds (prefork only: the call then counts as
+    ambiguous, `soft_time_limit`; the threads and solo pools stop a call by its read timeout)."""
     time_limit_s: float = Field(default=190.0, gt=0)
+    """Celery's hard time limit per task run, seconds (prefork only)."""
     visibility_timeout_s: float = Field(default=3600.0, gt=0)
+    """Seconds before Redis hands an unacknowledged message to another worker."""
     result_ttl_s: float = Field(default=7 * 86400.0, gt=0)
+    """Seconds a finished job (record, history, Celery result) is kept: 7 days."""
     job_ttl_s: float = Field(default=DEFAULT_JOB_TTL_S, gt=0)
+    """Seconds an unfinished job record is kept: 30 days."""
 
     rate_per_s: float = Field(default=10.0, gt=0)
+    """Ceiling of the call rate, calls/s; set it to what your plan allows."""
     rate_burst: int = Field(default=1, ge=0)
+    """Calls allowed back to back above the rate (GCRA burst); 0 is the strict mode: no 1-s window
+    holds more than the rate's calls as the provider sees them."""
     rate_floor_per_s: float = Field(default=0.5, gt=0)
+    """Lowest rate 429s can push the token down to, calls/s."""
     rate_headroom: float = Field(default=0.95, gt=0, le=1)
-    rate_window_margin_s: float | None = Field(default=None, ge=0, le=1)
+    """A cut sets the rate to this fraction of the limit the 429s reveal; 0 < x <= 1."""
+    rate_window_margin_s: float | None = Field(default=None, ge=0, le=1, examples=[0.05])
+    """The held window is a second plus this margin for the senders' jitter, s (unset: 0.05 in
+    strict mode, 0 otherwise)."""
     rate_increase_per_s: float = Field(default=0.5, gt=0)
+    """How fast the rate climbs back while calls succeed, calls/s per second."""
     interactive_share: float = Field(default=0.2, ge=0, lt=1)
+    """Share of the rate bulk jobs may not use (kept for interactive jobs); 0 <= x < 1."""
     max_in_flight: int = Field(default=64, ge=1)
+    """Calls in flight at once."""
     lease_ttl_s: float = Field(default=30.0, gt=0)
+    """Seconds an in-flight slot lease lasts; renewed while the call runs."""
     short_wait_s: float = Field(default=2.0, ge=0)
+    """Longest a worker waits in line for a slot, seconds; longer waits park the job in Redis."""
     breaker_cooldown_s: float = Field(default=60.0, gt=0)
+    """Circuit breaker after auth/balance failures: first cool-down before a probe call, s."""
     breaker_max_cooldown_s: float = Field(default=900.0, gt=0)
+    """The longest the breaker's cool-down doubles to after failed probes, seconds."""
 
-    callback_base_url: str | None = None
-    """When set, calls use the API's callback mode and results arrive at this receiver."""
-    webhook_secret: SecretStr | None = None
+    callback_base_url: str | None = Field(default=None, examples=["https://hooks.example.com"])
+    """Unset by default (sync mode). When set, workers submit with a callback URL under this base
+    and the receiver (`faceswap-jobs webhook`) settles the jobs; URL rules as for the API base."""
+    webhook_secret: SecretStr | None = Field(default=None, examples=["replace-me"])
+    """Secret, no default; required in callback mode, by the receiver, and checked whenever set:
+    at least 32 characters and ~128 bits of estimated entropy (repetitions and small alphabets are
+    refused). Make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"""
     callback_wait_s: float = Field(default=300.0, gt=0)
+    """Seconds after which the reconciler gives up on a callback; each call's callback URL expires
+    an hour after this."""
     webhook_host: str = "127.0.0.1"
+    """Where `faceswap-jobs webhook` listens: address."""
     webhook_port: int = Field(default=8800, ge=1, le=65535)
+    """Where `faceswap-jobs webhook` listens: port."""
     webhook_max_body_bytes: int = Field(default=65536, ge=1024)
+    """Largest callback body the receiver reads, bytes; a larger one gets 413."""
     webhook_header_timeout_s: float = Field(default=10.0, gt=0)
-    """A connection whose request head is not complete within this is closed (slow clients)."""
+    """A connection whose request head is not complete within this many seconds is closed (slow
+    clients)."""
     webhook_body_timeout_s: float = Field(default=10.0, gt=0)
     """A request body not complete this long after its head gets a 408 and the connection closes."""
     webhook_max_connections: int = Field(default=1000, ge=8)
     """Open connections per receiver process; beyond it the longest-waiting one is closed."""
 
     worker_pool: Literal["threads", "prefork", "solo"] = "threads"
-    worker_concurrency: int | None = Field(default=None, ge=1, le=5000)
-    """Threads (or processes) per worker; unset = sized from `max_in_flight` (see `concurrency`)."""
+    """threads, prefork or solo."""
+    worker_concurrency: int | None = Field(default=None, ge=1, le=5000, examples=[32])
+    """Calls in flight per worker (threads, or processes with prefork); 1..5000. Unset: sized
+    from FACESWAP_MAX_IN_FLIGHT (at most 32 in callback mode; see `Settings.concurrency`)."""
     interactive_queue: str = "faceswap.interactive"
+    """Celery queue of interactive jobs."""
     bulk_queue: str = "faceswap.bulk"
+    """Celery queue of bulk jobs (batches and backfills)."""
     bulk_high_water: int = Field(default=100_000, ge=10)
-    """A backfill pauses while the bulk queue holds this many messages (~0.7 KB each)."""
+    """A backfill pauses while the bulk queue holds this many messages (~0.7 KB each); >= 10."""
 
     flower_host: str = "127.0.0.1"
+    """Where `faceswap-jobs flower` listens: address."""
     flower_port: int = Field(default=5555, ge=1, le=65535)
+    """Where `faceswap-jobs flower` listens: port."""
     flower_user: str = Field(default="admin", pattern=r"^[^:,\s]+$")
-    flower_password: SecretStr | None = None
+    """Flower's basic-auth user; no ':', ',' or spaces."""
+    flower_password: SecretStr | None = Field(default=None, examples=["replace-me"])
+    """Secret, no default: `faceswap-jobs flower` refuses to start without it. At least 12
+    characters, not a repetition, no ',' or ':' (Flower splits --basic-auth on them); e.g.
+    python3 -c 'import secrets; print(secrets.token_urlsafe(16))'"""
 
     log_format: Literal["text", "json"] = "text"
     """`json`: workers and the metrics exporter log one JSON object per line; job events carry
     job id, batch, attempt, API task id, trace id and error code; secrets are redacted."""
 
     report_allow_private_hosts: bool = False
-    """`batch report` may fetch from loopback, private and link-local hosts (never metadata)."""
+    """`batch report` fetches pictures from public addresses only; true also allows loopback,
+    private and link-local ones (cloud metadata addresses stay refused)."""
 
     @model_validator(mode="after")
     def _time_limits_nest(self) -> Settings:
