@@ -6,6 +6,7 @@ one explicitly and nothing reads `os.environ` behind their back.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import itertools
 from typing import Literal
@@ -18,6 +19,8 @@ from faceswap_jobs.secret_strength import GENERATE_HINT, weakness
 
 DEFAULT_API_BASE_URL = "http://127.0.0.1:8700"
 """The local emulator's default address; the real service is https://api.acedata.cloud."""
+DEFAULT_API_TOKEN = "emulator-token"
+"""The local emulator's token: a process that holds no real token (a producer, an operator)."""
 
 MAX_SYNC_THREADS = 2000
 """Beyond this a single worker process spends more on thread switching than it saves."""
@@ -62,10 +65,15 @@ class Settings(BaseSettings):
     callback URLs then cross the network in clear): only for a private network you trust, such as
     the compose or cluster network to the emulator."""
     api_token: SecretStr = Field(
-        default=SecretStr("emulator-token"), examples=["replace-with-your-acedata-token"]
+        default=SecretStr(DEFAULT_API_TOKEN), examples=["replace-with-your-acedata-token"]
     )
     """Secret, read by workers only (producers do not need it). Default: emulator-token, the
     emulator's default token."""
+    token_id: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{16}$", examples=["0123456789abcdef"]
+    )
+    """Names the token for operator commands (`limits`, `pause`, `resume`, `metrics`) without
+    the token itself: the 16-hex-digit id `limits` and the metrics show."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Broker, result backend and job store. A shared Redis needs a password (requirepass), in the
     URL: redis://:PASSWORD@host:6379/0. Over TLS:
@@ -225,6 +233,17 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(f"{info.field_name}: {problem}")
         return value
+
+    @model_validator(mode="after")
+    def _token_id_names_the_token(self) -> Settings:
+        """A process holding the token and an id for another would read one token's limits
+        and spend another's."""
+        if self.token_id is None or self.api_token.get_secret_value() == DEFAULT_API_TOKEN:
+            return self
+        held = hashlib.sha256(self.api_token.get_secret_value().encode()).hexdigest()[:16]
+        if held != self.token_id:
+            raise ValueError("token_id does not name api_token: set one of them, or both alike")
+        return self
 
     @model_validator(mode="after")
     def _plain_http_needs_opt_in(self) -> Settings:

@@ -34,6 +34,11 @@ class Keys:
         """Sorted set: the calls the last check let go in the current window (score: time)."""
         return f"{self.prefix}:rl:{token_id}:sent"
 
+    def limits_config(self, token_id: str) -> str:
+        """Hash: the limits the workers enforce for a token (ceiling, burst, in-flight cap), as
+        they last published them, so every reader shows those and not its own settings."""
+        return f"{self.prefix}:rl:{token_id}:config"
+
     def bulk_rate(self, token_id: str) -> str:
         """Hash: the GCRA state of the share of the rate that bulk work may use."""
         return f"{self.prefix}:rl:{token_id}:bulk"

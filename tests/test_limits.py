@@ -265,3 +265,28 @@ def test_a_tripped_breaker_names_the_api_error_code_and_a_pause_its_reason(
 
     assert tripped.check("w", probe_lease_s=1.0).reason == "invalid_token: bad token"
     assert paused.check("w", probe_lease_s=1.0).reason == "maintenance"
+
+
+def test_every_reader_shows_the_limits_the_workers_enforce(stack: Stack) -> None:
+    """Workers at 40/s and 7 in flight; `limits` from shells that say 5/s, 10/s, or hold no token
+    at all and name it by FACESWAP_TOKEN_ID: the same ceiling, cap and pause every time."""
+    stack.stop_workers()
+    stack.start_worker(
+        "published", "--concurrency=2", FACESWAP_RATE_PER_S="40", FACESWAP_MAX_IN_FLIGHT="7"
+    )
+    wait_until(lambda: "40/s ceiling" in stack.cli("limits"), 30.0, "the published limits", None)
+    stack.cli("pause", "--reason", "maintenance")
+
+    views = [
+        stack.cli("limits", FACESWAP_RATE_PER_S="5"),
+        stack.cli("limits", FACESWAP_RATE_PER_S="10", FACESWAP_MAX_IN_FLIGHT="500"),
+        stack.cli("limits", FACESWAP_API_TOKEN="emulator-token",
+                  FACESWAP_TOKEN_ID=token_id(API_TOKEN)),
+    ]  # fmt: skip
+    stack.cli("resume")
+    stack.stop_workers()
+
+    for view in views:
+        assert "40/s ceiling" in view and "/ 7" in view
+        assert "the workers (as they enforce them)" in view
+        assert "yes: operator pause" in view

@@ -22,7 +22,12 @@ from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
 from faceswap_jobs.limits.gate import Gate
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
-from faceswap_jobs.limits.snapshot import BreakerSnapshot, LimitsSnapshot, read_snapshot
+from faceswap_jobs.limits.snapshot import (
+    BreakerSnapshot,
+    LimitsSnapshot,
+    publish_config,
+    read_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +75,7 @@ class Limits:
         self,
         client: redis.Redis,
         keys: Keys,
-        token: str,
+        tid: str,
         rate: RateConfig,
         *,
         max_in_flight: int,
@@ -81,7 +86,7 @@ class Limits:
         breaker_cooldown_s: float,
         breaker_max_cooldown_s: float,
     ) -> None:
-        self.token_id = tid = token_id(token)
+        self.token_id = tid
         self._r, self._keys = client, keys
         self.rate = RateLimiter(client, keys.rate(tid), keys.bulk_rate(tid), rate)
         self.gate = Gate(client, keys.rate(tid), keys.breaker(tid), keys.rate_sent(tid))
@@ -101,6 +106,8 @@ class Limits:
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> Limits:
+        """The limits of the token the settings name: `FACESWAP_TOKEN_ID` for an operator who
+        does not hold the token, else the hash of `FACESWAP_API_TOKEN`."""
         rate = RateConfig(
             ceiling_per_s=settings.rate_per_s,
             burst=settings.rate_burst,
@@ -115,7 +122,7 @@ class Limits:
         return cls(
             client,
             Keys(settings.key_prefix),
-            settings.api_token.get_secret_value(),
+            settings.token_id or token_id(settings.api_token.get_secret_value()),
             rate,
             max_in_flight=settings.max_in_flight,
             lease_ttl_s=settings.lease_ttl_s,
@@ -129,6 +136,10 @@ class Limits:
     def snapshot(self) -> LimitsSnapshot:
         """The token's rate, pause, in-flight calls and breaker, as one consistent read."""
         return read_snapshot(self._r, self._keys, self.token_id, self.rate, self.inflight.cap)
+
+    def publish(self) -> None:
+        """Tell every reader the ceiling, burst and in-flight cap this worker enforces."""
+        publish_config(self._r, self._keys, self.token_id, self.rate.config, self.inflight.cap)
 
     def pause(self, reason: str) -> None:
         """Operator pause: every call of the token waits, nothing fails, until `resume`."""

@@ -284,11 +284,11 @@ class RateLimiter:
         self._outcome = client.register_script(ON_OUTCOME)
         self._read = client.register_script(READ)
 
-    def state(self) -> tuple[float, float, float]:
-        """(rate, window margin, seconds still paused): calls go at rate / (1 + margin)."""
-        rate, margin, paused = self._read(
-            keys=[self._key], args=[self.config.ceiling_per_s, self.config.base_margin_s]
-        )
+    def state(self, config: RateConfig | None = None) -> tuple[float, float, float]:
+        """(rate, window margin, seconds still paused): calls go at rate / (1 + margin); under
+        `config` when given (what the workers published), else this limiter's own."""
+        c = config or self.config
+        rate, margin, paused = self._read(keys=[self._key], args=[c.ceiling_per_s, c.base_margin_s])
         return float(rate), float(margin), max(0.0, float(paused))
 
     def acquire(self, *, max_wait_s: float, bulk: bool = False) -> Grant:

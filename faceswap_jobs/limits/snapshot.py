@@ -6,12 +6,12 @@ change without breaking them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits.rate import RateLimiter
+from faceswap_jobs.limits.rate import RateConfig, RateLimiter
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,9 @@ class LimitsSnapshot:
     in_flight: int
     max_in_flight: int
     breaker: BreakerSnapshot
+    published: bool = True
+    """The ceiling, burst and in-flight cap are what the workers published (False: no worker
+    did in the last minute, and these are the reader's own settings)."""
 
     @property
     def pacing_per_s(self) -> float:
@@ -51,10 +54,34 @@ class LimitsSnapshot:
         return self.rate_per_s / (1.0 + self.window_margin_s)
 
 
+CONFIG_TTL_MS = 60_000
+"""A published configuration outlives its last worker by a minute, then readers fall back."""
+
+
+def publish_config(
+    client: redis.Redis, keys: Keys, token_id: str, config: RateConfig, max_in_flight: int
+) -> None:
+    """What this worker enforces for the token, for every reader (called every few seconds)."""
+    key = keys.limits_config(token_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.hset(key, mapping={"ceiling": config.ceiling_per_s, "burst": config.burst,
+                            "max_in_flight": max_in_flight})  # fmt: skip
+    pipe.pexpire(key, CONFIG_TTL_MS)
+    pipe.execute()
+
+
 def read_snapshot(
     client: redis.Redis, keys: Keys, token_id: str, rate: RateLimiter, max_in_flight: int
 ) -> LimitsSnapshot:
-    effective, margin, paused_s = rate.state()
+    """The limits as the workers hold them: their published ceiling, burst and cap when one
+    published lately, whatever the reader's own settings say."""
+    published = client.hgetall(keys.limits_config(token_id))
+    config = rate.config
+    if published:
+        config = replace(config, ceiling_per_s=float(published["ceiling"]),
+                         burst=int(published["burst"]))  # fmt: skip
+        max_in_flight = int(published["max_in_flight"])
+    effective, margin, paused_s = rate.state(config)
     seconds, micros = client.time()
     now = seconds + micros / 1e6
     pipe = client.pipeline(transaction=False)
@@ -65,12 +92,13 @@ def read_snapshot(
         token_id=token_id,
         rate_per_s=effective,
         window_margin_s=margin,
-        ceiling_per_s=rate.config.ceiling_per_s,
-        burst=rate.config.burst,
+        ceiling_per_s=config.ceiling_per_s,
+        burst=config.burst,
         paused_for_s=paused_s,
         in_flight=int(in_flight),
         max_in_flight=max_in_flight,
         breaker=_breaker(breaker, now),
+        published=bool(published),
     )
 
 

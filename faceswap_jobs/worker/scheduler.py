@@ -61,6 +61,7 @@ class Scheduler:
             self._next_sweep = time.monotonic() + SWEEP_EVERY_S
             self.stranded.sweep()
             self._resend_lost(now)
+            self.rt.limits.publish()
         return sent
 
     def _send(self, record: JobRecord) -> None:
