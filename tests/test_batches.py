@@ -320,6 +320,14 @@ def test_a_cancel_stops_a_backfill_waiting_at_the_high_water_mark(
     assert "was cancelled" in stderr
     stopped = _store(bstack).progress(batch)
     assert stopped is not None and stopped.counts["enqueued"] <= 40 and not stopped.done
+    _, queued_id, line = next(_store(bstack).rows(batch))
+    assert queued_id is not None
+    said = bstack.cli("status", queued_id)
+    assert "queued" in said and "no worker has taken it yet" in said and "cancelled" in said
+    assert json.loads(bstack.cli("status", "--json", queued_id)) == {
+        "id": queued_id, "state": "queued", "batch": batch, "batch_position": 0,
+        "batch_line": line, "batch_cancelled": True,
+    }  # fmt: skip
     bstack.start_worker("cancel", "--concurrency=4", **QUEUES)
     final = Batch(batch, bstack.producer.settings, client).wait(timeout=60, poll_s=0.2)
     assert final.done and final.cancelled == final.counts["enqueued"] == stopped.rows

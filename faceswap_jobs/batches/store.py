@@ -282,6 +282,33 @@ class BatchStore:
                 yield position + i, (None if job == NO_JOB else str(uuid.UUID(bytes=job))), line
             position += take
 
+    def find(self, job_id: str, scan_rows: int = 50_000) -> tuple[str, int, int] | None:
+        """(batch, position, line) of a bulk job no worker has written a record for yet, looked
+        up in the packed rows of recent batches; None when no batch holds it. A scan of the
+        rows (20 bytes each), so for an operator's one-off question, not for a hot path."""
+        try:
+            wanted = uuid.UUID(job_id).bytes
+        except ValueError:
+            return None
+        for name in self.names():
+            progress = self.progress(name)
+            total = progress.rows if progress else 0
+            for start in range(0, total, scan_rows):
+                segment, offset = divmod(start, SEGMENT_ROWS)
+                take = min(scan_rows, total - start, SEGMENT_ROWS - offset)
+                data = self._bytes.getrange(
+                    self._keys.batch_rows(name, segment),
+                    offset * ROW.size,
+                    (offset + take) * ROW.size - 1,
+                )
+                at = data.find(wanted)
+                while at >= 0 and at % ROW.size:
+                    at = data.find(wanted, at + 1)
+                if at >= 0:
+                    _, line = ROW.unpack_from(data, at)
+                    return name, start + at // ROW.size, line
+        return None
+
     def rejects(self, name: str, positions: list[int]) -> list[str | None]:
         if not positions:
             return []

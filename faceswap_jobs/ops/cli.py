@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Annotated, NoReturn
 
@@ -18,7 +19,7 @@ from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest, ServiceUnava
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
-from faceswap_jobs.models import JobRecord
+from faceswap_jobs.models import JobRecord, JobState
 from faceswap_jobs.ops.batch_cli import backfill_command, batch_app
 from faceswap_jobs.ops.console import (
     EXIT_UNAVAILABLE,
@@ -169,14 +170,41 @@ def status(
     """Show a job: state, attempts, result or last error, and the history of every call."""
     from faceswap_jobs.producer.submit import Producer
 
-    record = Producer(load_settings()).get_job(job_id)
+    settings = load_settings()
+    record = Producer(settings).get_job(job_id)
     if record is None:
-        err_console.print(f"[red]job {job_id} is unknown or has expired[/red]")
-        raise typer.Exit(1)
+        _print_unrecorded(settings, job_id, as_json)
+        return
     if as_json:
         sys.stdout.write(record.model_dump_json(indent=2) + "\n")
         return
     _print_record(record)
+
+
+def _print_unrecorded(settings: Settings, job_id: str, as_json: bool) -> None:
+    """A bulk row no worker has taken yet has no record, only its place in its batch: queued
+    (or about to be dropped, its batch cancelled). Anything else is unknown: exit 1."""
+    from faceswap_jobs.batches.store import BatchStore
+
+    store = BatchStore(redis_client(settings), Keys(settings.key_prefix), settings.job_ttl_s)
+    found = store.find(job_id)
+    if found is None:
+        err_console.print(shown(f"job {job_id} is unknown or has expired"), style="red")
+        raise typer.Exit(1)
+    batch, position, line = found
+    cancelled = store.is_cancelled(batch)
+    if as_json:
+        state = {"id": job_id, "state": "queued", "batch": batch, "batch_position": position,
+                 "batch_line": line, "batch_cancelled": cancelled}  # fmt: skip
+        sys.stdout.write(json.dumps(state, indent=2) + "\n")
+        return
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("job", shown(job_id))
+    summary.add_row("state", "[bold]queued[/bold] (no worker has taken it yet)")
+    summary.add_row("batch", shown(f"{batch}, line {line}"))
+    if cancelled:
+        summary.add_row("note", "its batch was cancelled: a worker will drop it, uncalled")
+    console.print(summary)
 
 
 def _print_record(record: JobRecord) -> None:
@@ -192,7 +220,7 @@ def _print_record(record: JobRecord) -> None:
             f"{record.result.image_width}x{record.result.image_height}, "
             f"{record.result.image_size} bytes",
         )
-    if record.last_error is not None:
+    if record.last_error is not None and record.state is not JobState.SUCCEEDED:
         err = record.last_error
         summary.add_row(
             "last error",
@@ -205,7 +233,7 @@ def _print_record(record: JobRecord) -> None:
         summary.add_row("waiting for", shown(record.wait_reason))
     console.print(summary)
     if record.history:
-        table = Table("#", "outcome", "counted", "error", "trace_id", "next try in")
+        table = Table("#", "outcome", "counted", "error", "trace_id", "waited before the next")
         for attempt in record.history:
             err = attempt.error or {}
             table.add_row(
@@ -243,9 +271,20 @@ def show_limits() -> None:
         f"{1 + snap.window_margin_s:.3f}-s window), {snap.ceiling_per_s:g}/s ceiling, "
         f"burst {snap.burst}",
     )
-    table.add_row("paused", f"{snap.paused_for_s:.1f}s left" if snap.paused_for_s else "no")
-    table.add_row("in flight", f"{snap.in_flight} / {snap.max_in_flight}")
+    table.add_row(
+        "limits from",
+        "the workers (as they enforce them)" if snap.published
+        else "this shell's settings: no worker published its limits in the last minute",
+    )  # fmt: skip
     breaker = snap.breaker
+    if breaker.manual:
+        pause = "yes: operator pause (`faceswap-jobs resume` ends it)"
+    elif not breaker.closed:
+        pause = f"yes: breaker {breaker.state}"
+    else:
+        pause = f"yes: after a 429, {snap.paused_for_s:.1f}s left" if snap.paused_for_s else "no"
+    table.add_row("paused", pause)
+    table.add_row("in flight", f"{snap.in_flight} / {snap.max_in_flight}")
     if breaker.closed:
         table.add_row("breaker", "closed")
     else:
