@@ -1,27 +1,36 @@
-"""The deployment stays locked down: deploy/k8s, docker-compose.yml, the Dockerfile and
-constraints.txt read as files, nothing started.
+"""The deployment stays locked down and whole: deploy/k8s, docker-compose.yml, the Dockerfile
+and constraints.txt read as files, nothing started.
 
 Whoever reaches Redis can read every job, forge results and enqueue work billed to the API
 token, so these pin what keeps it closed: a password from a Secret, the URL that carries it never
 in a ConfigMap, a NetworkPolicy that admits only our pods, resource limits everywhere, exact
-image versions and exact dependency versions.
+image versions and exact dependency versions. And every process runs somewhere, supervised:
+worker, Flower, the receiver and the exporter have probes (the CLI's own `check` commands, which
+must parse), disruption budgets, and manifests that Kubernetes' schemas accept
+(kubernetes-validate bundles them: checked offline).
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import kubernetes_validate
 import pytest
+import typer
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from pydantic import ValidationError
 
 from faceswap_jobs.config import Settings
+from faceswap_jobs.ops.cli import app as cli_app
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -32,21 +41,29 @@ REDIS_CLIENT_LABEL = "faceswap-jobs/redis-client"
 EXACT_TAG = re.compile(r"^\d+\.\d+\.\d+([-.][A-Za-z0-9.-]+)?$")
 """A full X.Y.Z release, optionally with a variant (3.11.14-slim-bookworm): not `7`, `3.11-slim`."""
 COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
-
-
-def manifests() -> list[dict[str, Any]]:
-    kustomization = K8S / "kustomization.yaml"
-    return [
-        document
-        for path in sorted(K8S.glob("*.yaml"))
-        if path != kustomization
-        for document in yaml.safe_load_all(path.read_text())
-        if document
-    ]
+EXAMPLES = {"keda-scaledobject.yaml"}
+"""Manifests shipped beside the kustomization but not in it (they need CRDs of their own)."""
+CUSTOM_GROUPS = {"keda.sh"}
+"""API groups whose kinds have no schema in kubernetes-validate: checked by structure instead."""
+OLDEST_KUBERNETES = "1.29.0"
+SECRET_STRONG = "kR3v9TqL2xWm8ZpN4bYc7HdJ6fGs1AeQ0uVi5oXt"
 
 
 def kustomization() -> dict[str, Any]:
     return yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def documents(name: str) -> list[dict[str, Any]]:
+    return [document for document in yaml.safe_load_all((K8S / name).read_text()) if document]
+
+
+def manifests() -> list[dict[str, Any]]:
+    """What `kubectl apply -k deploy/k8s` applies."""
+    return [document for name in kustomization()["resources"] for document in documents(name)]
+
+
+def example_documents() -> list[dict[str, Any]]:
+    return [document for name in sorted(EXAMPLES) for document in documents(name)]
 
 
 def workloads() -> list[dict[str, Any]]:
@@ -116,9 +133,10 @@ def is_pinned(image: str) -> bool:
 # --- kubernetes ------------------------------------------------------------------------------
 
 
-def test_kustomization_lists_every_manifest() -> None:
+def test_kustomization_lists_every_manifest_but_the_examples() -> None:
     files = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert set(kustomization()["resources"]) == files
+    assert files >= EXAMPLES
+    assert set(kustomization()["resources"]) == files - EXAMPLES
 
 
 def test_every_container_has_requests_and_limits() -> None:
@@ -175,7 +193,7 @@ def test_redis_url_comes_from_the_secret_only() -> None:
                 reference = variable["valueFrom"]["secretKeyRef"]
                 assert (reference["name"], reference["key"]) == (SECRET, "redis-url"), where
                 readers.add(where)
-    assert readers == {"worker/worker", "flower/flower"}
+    assert readers == {"worker/worker", "flower/flower", "webhook/webhook", "metrics/metrics"}
 
 
 def secret_data() -> dict[str, str]:
@@ -186,10 +204,37 @@ def secret_data() -> dict[str, str]:
 
 def test_secret_ships_placeholders_and_a_url_with_its_password() -> None:
     data = secret_data()
-    assert {"api-token", "flower-password", "redis-password", "redis-url"} <= set(data)
+    expected = {"api-token", "flower-password", "redis-password", "redis-url", "webhook-secret"}
+    assert expected <= set(data)
     for key, value in data.items():
         assert "replace-with" in value, f"{key} must be a placeholder, never a real value"
     assert urlsplit(data["redis-url"]).password == data["redis-password"]
+
+
+def test_the_webhook_secret_placeholder_is_refused_until_replaced() -> None:
+    with pytest.raises(ValidationError, match="webhook_secret: too short"):
+        Settings(_env_file=None, webhook_secret=secret_data()["webhook-secret"])
+
+
+def secret_readers(key: str) -> set[str]:
+    return {
+        where
+        for where, container in all_containers()
+        for variable in container.get("env", [])
+        if variable.get("valueFrom", {}).get("secretKeyRef", {}).get("key") == key
+    }
+
+
+def test_callback_mode_is_off_and_only_the_receiver_reads_the_webhook_secret() -> None:
+    """Workers given the placeholder would refuse to start: callback mode is turned on by hand
+    (worker.yaml says how), once the secret is real."""
+    for doc in manifests():
+        if doc["kind"] == "ConfigMap":
+            assert "FACESWAP_CALLBACK_BASE_URL" not in doc["data"]
+    for where, container in all_containers():
+        names = {variable["name"] for variable in container.get("env", [])}
+        assert "FACESWAP_CALLBACK_BASE_URL" not in names, where
+    assert secret_readers("webhook-secret") == {"webhook/webhook"}
 
 
 def test_redis_requires_the_password_from_the_secret() -> None:
@@ -234,34 +279,262 @@ def test_only_our_pods_reach_redis_and_only_on_6379() -> None:
     def admitted(name: str) -> bool:
         return any(selects(selector, pod_labels(name)) for selector in admitted_selectors)
 
-    assert admitted("worker")
-    assert admitted("flower")
+    for name in ("worker", "flower", "webhook", "metrics"):
+        assert admitted(name), name
     assert not admitted("emulator")
     assert not admitted("redis")
     assert all(selector["matchLabels"] for selector in admitted_selectors)
 
 
-def test_only_flowers_port_is_open_beyond_the_namespace() -> None:
+def ingress_rules(name: str) -> list[dict[str, Any]]:
+    labels = pod_labels(name)
+    return [
+        rule
+        for policy in network_policies()
+        if selects(policy["spec"]["podSelector"], labels)
+        for rule in policy["spec"].get("ingress", [])
+    ]
+
+
+def test_only_flower_receiver_and_exporter_ports_are_open_beyond_the_namespace() -> None:
     outside = set()
     for policy in network_policies():
         for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from") and rule.get("ports"), policy["metadata"]["name"]
             if any(set(peer) != {"podSelector"} for peer in rule["from"]):
                 ports = {port["port"] for port in rule["ports"]}
                 outside.add((policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
                              frozenset(ports)))  # fmt: skip
-    assert outside == {("flower", frozenset({5555}))}
+    assert outside == {
+        ("flower", frozenset({5555})),
+        ("webhook", frozenset({8800})),
+        ("metrics", frozenset({9808})),
+    }
 
 
-def test_workers_reach_only_redis_dns_and_the_api() -> None:
-    labels = pod_labels("worker")
+def test_the_receiver_is_reachable_from_anywhere_on_its_port_only() -> None:
+    """The API calls back from the internet (through an Ingress): every source, one port."""
+    [rule] = ingress_rules("webhook")
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8800}]
+    cidrs = {peer["ipBlock"]["cidr"] for peer in rule["from"] if "ipBlock" in peer}
+    assert cidrs == {"0.0.0.0/0", "::/0"}
+    assert {"namespaceSelector": {}} in rule["from"]
+
+
+def test_the_exporter_is_reachable_from_the_monitoring_namespace_only() -> None:
+    [rule] = ingress_rules("metrics")
+    assert rule["ports"] == [{"protocol": "TCP", "port": 9808}]
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    assert rule["from"] == [{"namespaceSelector": monitoring}]
+
+
+def egress_ports(name: str) -> set[int]:
+    labels = pod_labels(name)
     ports = set()
     for policy in network_policies():
         if selects(policy["spec"]["podSelector"], labels):
             for rule in policy["spec"].get("egress", []):
                 assert rule.get("ports"), f"{policy['metadata']['name']}: an egress to any port"
                 ports |= {port["port"] for port in rule["ports"]}
+    return ports
+
+
+def test_workers_reach_only_redis_dns_and_the_api() -> None:
     # Redis, DNS, the API over HTTPS, and the staging emulator.
-    assert ports == {6379, 53, 443, 8700}
+    assert egress_ports("worker") == {6379, 53, 443, 8700}
+
+
+@pytest.mark.parametrize("name", ["webhook", "metrics", "flower"])
+def test_receiver_exporter_and_flower_reach_only_redis_and_dns(name: str) -> None:
+    assert egress_ports(name) == {6379, 53}
+
+
+# --- probes, disruption budgets, schemas -----------------------------------------------------
+
+
+def parse_cli(argv: list[str]) -> Any:
+    """The context of `faceswap-jobs ARGV` parsed down to its command, options and values
+    checked, nothing run (typer's own click raises its usage errors)."""
+    command: Any = typer.main.get_command(cli_app)
+    name, rest, context = "faceswap-jobs", list(argv), None
+    while True:
+        context = command.make_context(name, rest, parent=context)
+        if not hasattr(command, "get_command"):
+            return context
+        name, rest = rest[0], rest[1:]
+        command = command.get_command(context, name)
+        if command is None:
+            raise LookupError(f"No such command {name!r}")
+
+
+def probes(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    kinds = ("startupProbe", "readinessProbe", "livenessProbe")
+    return {kind: container[kind] for kind in kinds if kind in container}
+
+
+def test_every_container_has_readiness_and_liveness_probes() -> None:
+    for where, container in all_containers():
+        assert {"readinessProbe", "livenessProbe"} <= set(probes(container)), where
+
+
+def test_our_containers_run_commands_the_cli_accepts() -> None:
+    """Arguments and exec probes that name a command or option the CLI lacks would only fail
+    in the cluster, as a crash loop or a probe that never passes."""
+    checked = 0
+    for _, container in all_containers():
+        if container["image"] == "faceswap-jobs":
+            parse_cli(container["args"])
+            checked += 1
+        for probe in probes(container).values():
+            command = probe.get("exec", {}).get("command", [])
+            if command[:1] == ["faceswap-jobs"]:
+                parse_cli(command[1:])
+                checked += 1
+    assert checked >= 5 + 3
+
+
+def test_parse_cli_refuses_what_the_cli_refuses() -> None:
+    assert parse_cli(["check", "worker", "--timeout", "5"]).params["timeout"] == 5.0
+    with pytest.raises(Exception, match="No such option: --no-such-option"):
+        parse_cli(["check", "worker", "--no-such-option"])
+    with pytest.raises(Exception, match="valid number"):
+        parse_cli(["check", "redis", "--timeout", "soon"])
+    with pytest.raises(LookupError, match="No such command 'nothing'"):
+        parse_cli(["check", "nothing"])
+
+
+def config_data() -> dict[str, str]:
+    [config] = [doc for doc in manifests() if doc["kind"] == "ConfigMap"]
+    return config["data"]
+
+
+def test_worker_probes_ping_this_pods_worker_and_spare_busy_and_cut_off_workers() -> None:
+    [worker] = containers(workload("worker"))
+    found = probes(worker)
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert found[kind]["exec"]["command"][:3] == ["faceswap-jobs", "check", "worker"], kind
+    liveness = found["livenessProbe"]
+    # A Redis outage is not the worker's fault: restarting would only end its calls in flight.
+    assert "--redis-outage-ok" in liveness["exec"]["command"]
+    # Restarted only after longer than one call may take, so a busy worker (even the solo
+    # pool, which answers pings between tasks) is never killed mid-call.
+    patience = liveness["periodSeconds"] * liveness["failureThreshold"]
+    assert patience > float(config_data()["FACESWAP_TIME_LIMIT_S"])
+    for kind, probe in found.items():
+        timeout = float(probe["exec"]["command"][probe["exec"]["command"].index("--timeout") + 1])
+        assert probe["timeoutSeconds"] > timeout, f"{kind}: the kubelet kills it first"
+
+
+def test_probes_of_the_receiver_and_exporter_answer_without_redis() -> None:
+    """Liveness never depends on Redis: an outage must not restart what cannot fix it."""
+    [webhook] = containers(workload("webhook"))
+    assert webhook["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert webhook["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    [metrics] = containers(workload("metrics"))
+    assert metrics["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert metrics["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_replicated_workloads_have_a_budget_that_allows_a_drain() -> None:
+    budgets = [doc for doc in manifests() if doc["kind"] == "PodDisruptionBudget"]
+    covered = set()
+    for doc in workloads():
+        replicas = doc["spec"].get("replicas", 1)
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        mine = [b["spec"] for b in budgets if selects(b["spec"]["selector"], labels)]
+        if replicas > 1:
+            [budget] = mine
+            allowed = budget.get("maxUnavailable", replicas - budget.get("minAvailable", 0))
+            assert 1 <= allowed < replicas, doc["metadata"]["name"]
+            covered.add(doc["metadata"]["name"])
+        else:
+            assert not mine, f"{doc['metadata']['name']}: one replica, a budget blocks drains"
+    assert covered == {"worker", "webhook"}
+    assert len(budgets) == len(covered)
+
+
+def validated(document: dict[str, Any], version: str) -> None:
+    where = f"{document['kind']}/{document['metadata']['name']}"
+    try:
+        kubernetes_validate.validate(document, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{where}: {exc.message}")
+
+
+@pytest.mark.parametrize("version", [OLDEST_KUBERNETES, kubernetes_validate.latest_version()])
+def test_every_manifest_matches_the_kubernetes_schemas(version: str) -> None:
+    checked = 0
+    for document in manifests() + example_documents():
+        if document["apiVersion"].split("/")[0] in CUSTOM_GROUPS:
+            continue
+        validated(document, version)
+        checked += 1
+    assert checked == len(manifests()) + 1  # the KEDA example's NetworkPolicy
+
+
+def test_schema_validation_catches_a_misspelt_field() -> None:
+    [worker] = [doc for doc in documents("worker.yaml") if doc["kind"] == "Deployment"]
+    worker["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(worker, OLDEST_KUBERNETES, strict=True)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kustomize_builds_what_the_files_say() -> None:
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(K8S)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    documents = [doc for doc in yaml.safe_load_all(built) if doc]
+    assert len(documents) == len(manifests())
+    for document in documents:
+        validated(document, OLDEST_KUBERNETES)
+        if document["kind"] != "Namespace":
+            assert document["metadata"]["namespace"] == "faceswap", document["metadata"]["name"]
+    override = kustomization()["images"][0]
+    images = {
+        container["image"]
+        for document in documents
+        if document["kind"] in {"Deployment", "StatefulSet"}
+        for container in document["spec"]["template"]["spec"]["containers"]
+    }
+    assert f"{override['newName']}:{override['newTag']}" in images
+    assert "faceswap-jobs" not in images
+
+
+# --- KEDA example ----------------------------------------------------------------------------
+
+
+def test_keda_scales_the_worker_deployment_on_both_queues_with_the_secrets_password() -> None:
+    docs = {doc["kind"]: doc for doc in example_documents()}
+    scaled = docs["ScaledObject"]["spec"]
+    assert scaled["scaleTargetRef"] == {"name": "worker"}
+    assert workload("worker")["kind"] == "Deployment"
+    assert 1 <= scaled["minReplicaCount"] < scaled["maxReplicaCount"]
+    defaults = Settings(_env_file=None)
+    lists = set()
+    for trigger in scaled["triggers"]:
+        assert trigger["type"] == "redis"
+        metadata = trigger["metadata"]
+        assert metadata["address"] == "redis.faceswap.svc.cluster.local:6379"
+        assert int(metadata["listLength"]) == int(config_data()["FACESWAP_WORKER_CONCURRENCY"])
+        assert (
+            trigger["authenticationRef"]["name"]
+            == docs["TriggerAuthentication"]["metadata"]["name"]
+        )
+        lists.add(metadata["listName"])
+    assert lists == {defaults.interactive_queue, defaults.bulk_queue}
+    [reference] = docs["TriggerAuthentication"]["spec"]["secretTargetRef"]
+    assert reference == {"parameter": "password", "name": SECRET, "key": "redis-password"}
+
+
+def test_keda_example_admits_only_kedas_operator_to_redis() -> None:
+    [policy] = [doc for doc in example_documents() if doc["kind"] == "NetworkPolicy"]
+    assert selects(policy["spec"]["podSelector"], pod_labels("redis"))
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    [peer] = rule["from"]
+    assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "keda"}
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "keda-operator"}
 
 
 # --- docker compose --------------------------------------------------------------------------
@@ -290,10 +563,41 @@ def test_compose_redis_is_reachable_from_worker_and_flower_only() -> None:
     [network] = services["redis"]["networks"]
     assert document["networks"][network]["internal"] is True
     on_it = {name for name, service in services.items() if network in service.get("networks", [])}
-    assert on_it == {"redis", "worker", "flower"}
+    assert on_it == {"redis", "worker", "flower", "metrics", "webhook"}
+    published = {}
     for name, service in services.items():
         for port in service.get("ports", []):
-            assert name == "flower" and port.startswith("127.0.0.1:"), f"{name}: {port}"
+            assert port.startswith("127.0.0.1:"), f"{name}: {port}"
+            published[name] = port
+    assert published == {
+        "flower": "127.0.0.1:5555:5555",
+        "metrics": "127.0.0.1:9808:9808",
+        "webhook": "127.0.0.1:8800:8800",
+    }
+
+
+def test_compose_runs_every_process_with_a_health_check() -> None:
+    services = compose()["services"]
+    assert {"redis", "emulator", "worker", "flower", "metrics", "webhook"} <= set(services)
+    for name, service in services.items():
+        test = service["healthcheck"]["test"]
+        assert test[0] in {"CMD", "CMD-SHELL"}, name
+        if test[1:2] == ["faceswap-jobs"]:
+            parse_cli(test[2:])
+    assert services["worker"]["healthcheck"]["test"][1:4] == ["faceswap-jobs", "check", "worker"]
+    assert services["webhook"]["healthcheck"]["test"][1:4] == ["faceswap-jobs", "check", "webhook"]
+
+
+def test_compose_keeps_callback_mode_off_unless_asked() -> None:
+    """No value in the file: an unset variable stays unset in the container (an empty one
+    would be refused), and the receiver starts only with its profile."""
+    services = compose()["services"]
+    worker = services["worker"]["environment"]
+    assert worker["FACESWAP_CALLBACK_BASE_URL"] is None
+    assert worker["FACESWAP_WEBHOOK_SECRET"] is None
+    assert services["webhook"]["environment"]["FACESWAP_WEBHOOK_SECRET"] is None
+    assert services["webhook"]["profiles"] == ["callbacks"]
+    assert all("profiles" not in s for name, s in services.items() if name != "webhook")
 
 
 def test_compose_services_have_reservations_and_limits() -> None:
@@ -375,24 +679,48 @@ def test_constraints_say_how_to_regenerate_them() -> None:
 STRONG = {"FACESWAP_FLOWER_PASSWORD": "7hN2-qvX9-Lr4w-Tz8k"}
 
 
-@pytest.mark.parametrize("service", ["worker", "flower"])
+def compose_environment(service: str, host: Mapping[str, str]) -> dict[str, str]:
+    """What the container gets: a variable without a value passes `host`'s through, if set."""
+    env = compose(COMPOSE_ENV | STRONG)["services"][service]["environment"]
+    return {
+        name: str(host[name] if value is None else value)
+        for name, value in env.items()
+        if value is not None or name in host
+    }
+
+
+@pytest.mark.parametrize("service", ["worker", "flower", "metrics", "webhook"])
 def test_compose_settings_are_accepted(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """What compose gives a service must pass `Settings`' checks (plain http to the emulator on
     compose's private network is allowed explicitly), or the service would not start."""
-    env = compose(COMPOSE_ENV | STRONG)["services"][service]["environment"]
-    for name, value in env.items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in compose_environment(service, {}).items():
+        monkeypatch.setenv(name, value)
 
     settings = Settings(_env_file=None)
 
     assert settings.redis_url.startswith("redis://")
+    assert settings.callback_base_url is None
+
+
+@pytest.mark.parametrize("service", ["worker", "webhook"])
+def test_compose_callback_mode_is_accepted(service: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = {
+        "FACESWAP_CALLBACK_BASE_URL": "http://webhook:8800",
+        "FACESWAP_WEBHOOK_SECRET": SECRET_STRONG,
+    }
+    for name, value in compose_environment(service, host).items():
+        monkeypatch.setenv(name, value)
+
+    settings = Settings(_env_file=None)
+
+    assert settings.webhook_secret is not None
+    assert settings.webhook_secret.get_secret_value() == SECRET_STRONG
 
 
 def test_the_configmap_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    [config] = [doc for doc in manifests() if doc["kind"] == "ConfigMap"]
-    for name, value in config["data"].items():
+    for name, value in config_data().items():
         monkeypatch.setenv(name, str(value))
 
     settings = Settings(_env_file=None)
 
-    assert settings.api_base_url == config["data"]["FACESWAP_API_BASE_URL"]
+    assert settings.api_base_url == config_data()["FACESWAP_API_BASE_URL"]
