@@ -3,6 +3,9 @@
 Starts what is not configured (a private redis-server unless FACESWAP_REDIS_URL is set, the
 emulator unless FACESWAP_API_BASE_URL is set), a worker and Flower; submits sample swaps, shows a
 live progress bar, prints and saves the results, then stops everything it started.
+
+On a shared Redis the demo must not touch anyone's jobs: it uses a key prefix and queues of its
+own. Each run writes a folder of its own under the output folder, so old images never mix in.
 """
 
 from __future__ import annotations
@@ -42,12 +45,14 @@ VENDOR_SAMPLES = ("https://cdn.acedata.cloud/n1lmd8.png", "https://cdn.acedata.c
 """The documentation's own example images, used when the demo talks to the real API."""
 DEMO_TIMEOUT_S = 900.0
 THUMB_PX = 160
+HEADER_PX = 24
+LABEL_PX = 130
 
 console = Console()
 
 
 def run_demo(settings: Settings, *, count: int, output: str, time_scale: float, hold: bool) -> int:
-    out = Path(output).resolve()
+    out = Path(output).resolve() / time.strftime("run-%Y%m%d-%H%M%S")
     (out / "logs").mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         try:
@@ -73,19 +78,25 @@ def _run(
         redis_url = stack.enter_context(private_redis())
         console.print(f"Redis: private redis-server at {redis_url}")
     if "api_base_url" in settings.model_fields_set:
-        api_base, token, samples = settings.api_base_url, settings.api_token, list(VENDOR_SAMPLES)
+        api_base, token = settings.api_base_url, settings.api_token
+        samples = _samples_of(api_base)
         hosts = HostPolicy(allow_private_hosts=settings.report_allow_private_hosts)
         console.print(f"API: {api_base}")
     else:
         api_base, token, samples = _start_emulator(stack, env, out, time_scale)
         hosts = HostPolicy(allow_private_hosts=True)  # our own emulator serves on loopback
         console.print(f"API: local emulator at {api_base} (time scale {time_scale:g})")
+    prefix = f"demo-{secrets.token_hex(3)}"
+    own = {"key_prefix": prefix, "interactive_queue": f"{prefix}.interactive",
+           "bulk_queue": f"{prefix}.bulk"}  # fmt: skip
     env.update(
         FACESWAP_REDIS_URL=redis_url,
         FACESWAP_API_BASE_URL=api_base,
         FACESWAP_API_TOKEN=token.get_secret_value(),
         FACESWAP_BACKOFF_BASE_S="0.5",
+        **{f"FACESWAP_{name.upper()}": value for name, value in own.items()},
     )
+    console.print(f"Keys and queues: {prefix}* (nobody else's jobs are touched)")
     worker = ManagedProcess(
         "worker",
         python_module("faceswap_jobs", "worker", "--hostname", "demo@%h"),
@@ -107,7 +118,9 @@ def _run(
     stack.callback(flower.stop)
     flower_url = f"http://127.0.0.1:{flower_port}"
 
-    producer = Producer(Settings(redis_url=redis_url, api_base_url=api_base, api_token=token))
+    producer = Producer(
+        Settings(redis_url=redis_url, api_base_url=api_base, api_token=token, **own)
+    )
     wait_until(
         lambda: bool(producer.app.control.ping(timeout=0.5)), 60.0, "worker", worker.log_path
     )
@@ -126,15 +139,32 @@ def _run(
     _save(records, out, hosts)
     _print_table(records)
     ok = sum(r.state is JobState.SUCCEEDED for r in records)
-    console.print(f"{ok}/{len(records)} succeeded; images and results.json in {out}")
-    console.print(
-        f"Flower: {flower_url}  (user {settings.flower_user}, password {flower_password})"
-    )
+    console.print(f"{ok}/{len(records)} succeeded; images, contact sheet and results.json in {out}")
     if hold:
-        console.print("Flower stays up; press Ctrl-C to stop everything.")
+        console.print(
+            f"Flower stays up at {flower_url} (user {settings.flower_user}, password "
+            f"{flower_password}); press Ctrl-C to stop everything."
+        )
         while worker.alive():
             time.sleep(1.0)
+    else:
+        console.print("Worker, Flower and the services the demo started stop now "
+                      "(`faceswap-jobs demo --hold` keeps them up).")  # fmt: skip
     return 0 if ok == len(records) else 1
+
+
+def _samples_of(api_base: str) -> list[str]:
+    """The vendor's example images for the vendor's API; for anything else (an emulator run
+    elsewhere), its own samples when it serves them: a local API may not reach the internet."""
+    host = urlsplit(api_base).hostname or ""
+    if host == "acedata.cloud" or host.endswith(".acedata.cloud"):
+        return list(VENDOR_SAMPLES)
+    try:
+        names = requests.get(f"{api_base.rstrip('/')}/samples", timeout=5).json()["samples"]
+        return [f"{api_base.rstrip('/')}/samples/{name}" for name in names]
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        console.print("[yellow]the API serves no samples: using the vendor's example images")
+        return list(VENDOR_SAMPLES)
 
 
 def _start_emulator(
@@ -209,19 +239,26 @@ def _save(records: list[JobRecord], out: Path, hosts: HostPolicy) -> None:
 def _contact_sheet(
     records: list[JobRecord], rows: list[dict[str, Any]], out: Path, hosts: HostPolicy
 ) -> None:
-    """Source, target and result side by side: quality is judged by eye, not by a table."""
-    sheet = Image.new("RGB", (3 * THUMB_PX, max(1, len(records)) * THUMB_PX), "white")
+    """Source, target and result side by side, each row labelled with its job, state and calls:
+    quality is judged by eye, not by a table."""
+    top, left = HEADER_PX, LABEL_PX
+    sheet = Image.new("RGB", (left + 3 * THUMB_PX, top + max(1, len(records)) * THUMB_PX), "white")
     draw = ImageDraw.Draw(sheet)
+    for column, title in enumerate(("source", "target", "result")):
+        draw.text((left + column * THUMB_PX + 8, 6), title, fill="black")
     for index, (record, row) in enumerate(zip(records, rows, strict=True)):
+        y = top + index * THUMB_PX
+        label = (f"job {record.id[:8]}\n{record.state}\n"
+                 f"{record.attempts} attempt(s)\n{record.calls} call(s)")  # fmt: skip
+        colour = "black" if record.state is JobState.SUCCEEDED else "red"
+        draw.multiline_text((8, y + 8), label, fill=colour, spacing=4)
         urls = [record.request.source_image_url, record.request.target_image_url]
         images = [thumbnail_or_none(url, size_px=THUMB_PX, hosts=hosts) for url in urls]
         saved = out / row["saved_as"] if "saved_as" in row else None
         images.append(thumbnail_or_none(saved, size_px=THUMB_PX) if saved else None)
         for column, image in enumerate(images):
             if image is not None:
-                sheet.paste(image, (column * THUMB_PX, index * THUMB_PX))
-        if record.state is not JobState.SUCCEEDED:
-            draw.text((2 * THUMB_PX + 8, index * THUMB_PX + 8), str(record.state), fill="red")
+                sheet.paste(image, (left + column * THUMB_PX, y))
     sheet.save(out / "contact-sheet.png")
 
 
