@@ -87,7 +87,7 @@ def _run(
         hosts = HostPolicy(allow_private_hosts=True)  # our own emulator serves on loopback
         console.print(f"API: local emulator at {api_base} (time scale {time_scale:g})")
     prefix = f"demo-{secrets.token_hex(3)}"
-    own = {"key_prefix": prefix, "interactive_queue": f"{prefix}.interactive",
+    own: dict[str, Any] = {"key_prefix": prefix, "interactive_queue": f"{prefix}.interactive",
            "bulk_queue": f"{prefix}.bulk"}  # fmt: skip
     env.update(
         FACESWAP_REDIS_URL=redis_url,
