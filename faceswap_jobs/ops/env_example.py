@@ -32,6 +32,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "api_base_url",
             "allow_insecure_http",
             "api_token",
+            "token_id",
             "connect_timeout_s",
             "read_timeout_s",
         ),
