@@ -268,21 +268,12 @@ class BatchStore:
         end = total.rows if total else 0
         if count is not None:
             end = min(end, start + count)
-        position = start
-        while position < end:
-            segment, offset = divmod(position, SEGMENT_ROWS)
-            take = min(chunk, end - position, SEGMENT_ROWS - offset)
-            data = self._bytes.getrange(
-                self._keys.batch_rows(name, segment),
-                offset * ROW.size,
-                (offset + take) * ROW.size - 1,
-            )
+        for first, data in self._packed(name, start, end, chunk):
             for i in range(len(data) // ROW.size):
                 job, line = ROW.unpack_from(data, i * ROW.size)
-                yield position + i, (None if job == NO_JOB else str(uuid.UUID(bytes=job))), line
-            position += take
+                yield first + i, (None if job == NO_JOB else str(uuid.UUID(bytes=job))), line
 
-    def find(self, job_id: str, scan_rows: int = 50_000) -> tuple[str, int, int] | None:
+    def find(self, job_id: str, chunk: int = 50_000) -> tuple[str, int, int] | None:
         """(batch, position, line) of a bulk job no worker has written a record for yet, looked
         up in the packed rows of recent batches; None when no batch holds it. A scan of the
         rows (20 bytes each), so for an operator's one-off question, not for a hot path."""
@@ -292,22 +283,29 @@ class BatchStore:
             return None
         for name in self.names():
             progress = self.progress(name)
-            total = progress.rows if progress else 0
-            for start in range(0, total, scan_rows):
-                segment, offset = divmod(start, SEGMENT_ROWS)
-                take = min(scan_rows, total - start, SEGMENT_ROWS - offset)
-                data = self._bytes.getrange(
-                    self._keys.batch_rows(name, segment),
-                    offset * ROW.size,
-                    (offset + take) * ROW.size - 1,
-                )
+            for first, data in self._packed(name, 0, progress.rows if progress else 0, chunk):
                 at = data.find(wanted)
                 while at >= 0 and at % ROW.size:
                     at = data.find(wanted, at + 1)
                 if at >= 0:
                     _, line = ROW.unpack_from(data, at)
-                    return name, start + at // ROW.size, line
+                    return name, first + at // ROW.size, line
         return None
+
+    def _packed(self, name: str, start: int, end: int, chunk: int) -> Iterator[tuple[int, bytes]]:
+        """The packed rows from `start` to `end`, `chunk` rows a read (never across a segment),
+        each with the position of its first row."""
+        position = start
+        while position < end:
+            segment, offset = divmod(position, SEGMENT_ROWS)
+            take = min(chunk, end - position, SEGMENT_ROWS - offset)
+            data = self._bytes.getrange(
+                self._keys.batch_rows(name, segment),
+                offset * ROW.size,
+                (offset + take) * ROW.size - 1,
+            )
+            yield position, data
+            position += take
 
     def rejects(self, name: str, positions: list[int]) -> list[str | None]:
         if not positions:
