@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import itertools
+from decimal import Decimal
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -139,6 +140,12 @@ class Settings(BaseSettings):
     """Circuit breaker after auth/balance failures: first cool-down before a probe call, s."""
     breaker_max_cooldown_s: float = Field(default=900.0, gt=0)
     """The longest the breaker's cool-down doubles to after failed probes, seconds."""
+    price_per_call: Decimal | None = Field(default=None, gt=0, examples=["0.01"])
+    """Unset by default. What one call costs (a decimal, in any currency): budgets may then be
+    given in money (`faceswap-jobs budget set day --money 50`), kept as whole calls."""
+    budget_warn_share: float = Field(default=0.8, gt=0, le=1)
+    """Share of a budget's cap whose crossing is announced once (a log line, a `budget-warning`
+    event, the budget gauges); 0 < x <= 1."""
 
     callback_base_url: str | None = Field(default=None, examples=["https://hooks.example.com"])
     """Unset by default (sync mode). When set, workers submit with a callback URL under this base

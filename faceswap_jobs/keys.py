@@ -113,3 +113,29 @@ class Keys:
     def batch_index(self) -> str:
         """Sorted set of batch names by creation time."""
         return f"{self.prefix}:batches"
+
+    @property
+    def budget_caps(self) -> str:
+        """Hash: budget scope (`day`, `day:YYYY-MM-DD`, `queue:NAME`, `batch:NAME`) -> its cap in
+        calls; a scope not in it is unlimited."""
+        return f"{self.prefix}:budget:caps"
+
+    @property
+    def budget_spent(self) -> str:
+        """Hash: budget scope -> calls charged to it (`day:YYYY-MM-DD`, never `day`)."""
+        return f"{self.prefix}:budget:spent"
+
+    @property
+    def budget_warned(self) -> str:
+        """Hash: budget scope -> the cap whose soft threshold was announced, so it is once."""
+        return f"{self.prefix}:budget:warned"
+
+    @property
+    def budget_waiting_scopes(self) -> str:
+        """Set of budget scopes that have jobs waiting for room."""
+        return f"{self.prefix}:budget:waiting"
+
+    def budget_waiting(self, scope: str) -> str:
+        """Sorted set of job ids paused until `scope` has room (score: when paused). The release
+        script derives it from `budget_waiting("")` + scope."""
+        return f"{self.prefix}:budget:waiting:{scope}"

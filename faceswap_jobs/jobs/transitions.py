@@ -152,9 +152,10 @@ class JobTransitions:
         """Wait outside the broker until a time; the scheduler sends the job again then."""
         return self._move(job_id, JobState.RETRY_WAIT, reason, now, max(0.0, delay_s))
 
-    def pause(self, job_id: str, reason: str, now: float) -> bool:
-        """Wait for the token's breaker to close; the job keeps its place in line."""
-        return self._move(job_id, JobState.PAUSED, reason, now, -1.0)
+    def pause(self, job_id: str, reason: str, now: float, waiting_in: str | None = None) -> bool:
+        """Wait for the token's breaker to close (or, in the sorted set `waiting_in`, for what
+        that set's owner releases it for: a budget); the job keeps its place in line."""
+        return self._move(job_id, JobState.PAUSED, reason, now, -1.0, waiting_in)
 
     def requeue(self, job_id: str, now: float) -> bool:
         """Back to `queued` as its message is sent again; False for a job that ended."""
@@ -185,8 +186,16 @@ class JobTransitions:
         `END_ATTEMPT` refuses."""
         self._r.hincrby(self.keys.stats, f"callbacks:refused:{why}", 1)
 
-    def _move(self, job_id: str, state: JobState, reason: str, now: float, park_s: float) -> bool:
-        keys = [self.keys.job(job_id), self.keys.parked, self.keys.paused]
+    def _move(
+        self,
+        job_id: str,
+        state: JobState,
+        reason: str,
+        now: float,
+        park_s: float,
+        waiting_in: str | None = None,
+    ) -> bool:
+        keys = [self.keys.job(job_id), self.keys.parked, waiting_in or self.keys.paused]
         return bool(self._wait(keys=keys, args=[job_id, state, now, reason, park_s]))
 
     def _end_call(

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import redis
@@ -19,6 +20,7 @@ import redis
 from faceswap_jobs.config import Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
+from faceswap_jobs.limits.budget import Budget, Charge, Usage
 from faceswap_jobs.limits.gate import Gate
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
@@ -64,6 +66,12 @@ class Admission:
     paused: bool = False
     """The token's breaker is open: the job waits for it to close, its budget untouched."""
     reason: str = ""
+    over_budget: str = ""
+    """The budget scope with no room left: the job waits for an operator to raise it."""
+    charged: tuple[str, ...] = ()
+    """The budget scopes the admitted call is counted in (`withdraw` gives them back)."""
+    budget_crossed: tuple[Usage, ...] = ()
+    """Budgets whose soft threshold this call crossed: announced by the caller, once."""
 
     @property
     def admitted(self) -> bool:
@@ -85,6 +93,7 @@ class Limits:
         probe_lease_s: float,
         breaker_cooldown_s: float,
         breaker_max_cooldown_s: float,
+        budget_warn_share: float = 0.8,
     ) -> None:
         self.token_id = tid
         self._r, self._keys = client, keys
@@ -99,6 +108,7 @@ class Limits:
             cooldown_s=breaker_cooldown_s,
             max_cooldown_s=breaker_max_cooldown_s,
         )
+        self.budget = Budget(client, keys, budget_warn_share)
         self.short_wait_s, self.rate_wait_s = short_wait_s, rate_wait_s
         self.probe_lease_s = probe_lease_s
         self._keeper: threading.Thread | None = None
@@ -131,6 +141,7 @@ class Limits:
             probe_lease_s=settings.time_limit_s,
             breaker_cooldown_s=settings.breaker_cooldown_s,
             breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
+            budget_warn_share=settings.budget_warn_share,
         )
 
     def snapshot(self) -> LimitsSnapshot:
@@ -149,26 +160,35 @@ class Limits:
         """Close the breaker (operator pause or auth trip); paused jobs may go again."""
         return self.breaker.resume()
 
-    def admit(self, caller: str, *, bulk: bool) -> Admission:
+    def admit(self, caller: str, *, bulk: bool, scopes: Sequence[str] = ()) -> Admission:
+        """`scopes`: the budgets the call is charged to besides the day's (`budget.job_scopes`)."""
         verdict = self.breaker.check(caller, self.probe_lease_s)
         if verdict.state == "open":
             return Admission(paused=True, defer_s=verdict.retry_in_s, reason=verdict.reason)
         probe = verdict.state == "probe"
-        admission = self._take_slots(caller, bulk)
+        admission = self._take_slots(caller, bulk, tuple(scopes))
         if probe and not admission.admitted:
             self.breaker.abandon_probe(caller)
         return replace(admission, probe=probe) if admission.admitted else admission
 
-    def _take_slots(self, caller: str, bulk: bool) -> Admission:
+    def _take_slots(self, caller: str, bulk: bool, scopes: tuple[str, ...]) -> Admission:
+        """The budget is charged first, so a job with no budget left takes no slot (and spends
+        no rate); the charge is given back when no slot comes."""
         self._ensure_keeper()
+        charge = self.budget.charge(scopes)
+        if not isinstance(charge, Charge):
+            scope = charge.usage.scope
+            return Admission(over_budget=scope, reason=f"budget: {scope}")
         lease = self.inflight.acquire(timeout_s=self.short_wait_s)
         if lease is None:
+            self.budget.refund(charge.scopes)
             return Admission(defer_s=self.short_wait_s, reason="in-flight cap reached")
         admission = self._through_the_gate(caller, bulk)
         if admission is not None:
             self.inflight.release(lease)
+            self.budget.refund(charge.scopes)
             return admission
-        return Admission(lease=lease)
+        return Admission(lease=lease, charged=charge.scopes, budget_crossed=charge.crossed)
 
     def _through_the_gate(self, caller: str, bulk: bool) -> Admission | None:
         """None when the call may go now; else why and how long the job must wait.
@@ -207,6 +227,11 @@ class Limits:
     def release(self, admission: Admission) -> None:
         if admission.lease is not None:
             self.inflight.release(admission.lease)
+
+    def withdraw(self, admission: Admission) -> None:
+        """An admitted call that will not be made: free its slot and give back its budget."""
+        self.release(admission)
+        self.budget.refund(admission.charged)
 
     def hold(self, admission: Admission, ttl_s: float) -> None:
         """Keep the call's in-flight slot until its callback settles it (or `ttl_s` passes)."""

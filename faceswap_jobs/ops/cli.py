@@ -21,6 +21,7 @@ from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits
 from faceswap_jobs.models import JobRecord, JobState
 from faceswap_jobs.ops.batch_cli import backfill_command, batch_app
+from faceswap_jobs.ops.budget_cli import budget_app
 from faceswap_jobs.ops.check_cli import check_app
 from faceswap_jobs.ops.console import (
     EXIT_UNAVAILABLE,
@@ -41,6 +42,7 @@ app = typer.Typer(
 )
 app.command("backfill")(backfill_command)
 app.add_typer(batch_app, name="batch")
+app.add_typer(budget_app, name="budget")
 app.add_typer(check_app, name="check")
 app.add_typer(dlq_app, name="dlq")
 

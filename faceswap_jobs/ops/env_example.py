@@ -71,6 +71,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "breaker_max_cooldown_s",
         ),
     ),
+    ("Budgets (`faceswap-jobs budget`)", ("price_per_call", "budget_warn_share")),
     (
         "Workers",
         (

@@ -76,6 +76,7 @@ class RedisStatsCollector(Collector):
         yield refused
         yield from self._limit_gauges()
         yield from self._queue_gauges()
+        yield from self._budget_gauges()
         yield from self._histogram_families()
 
     def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
@@ -100,6 +101,25 @@ class RedisStatsCollector(Collector):
             gauge = GaugeMetricFamily(name, doc, labels=["token"])
             gauge.add_metric([snap.token_id], float(value))
             yield gauge
+
+    def _budget_gauges(self) -> Iterator[GaugeMetricFamily]:
+        """Today's budget, every capped scope and every queue (`budget show`): an alert on
+        spent / cap sees the soft threshold the workers announce."""
+        spent = GaugeMetricFamily(
+            "faceswap_budget_spent_calls", "Calls charged to a budget scope", labels=["scope"]
+        )
+        cap = GaugeMetricFamily(
+            "faceswap_budget_cap_calls", "A budget scope's cap (none: unlimited)", labels=["scope"]
+        )
+        waiting = GaugeMetricFamily(
+            "faceswap_budget_waiting_jobs", "Jobs paused until a scope has room", labels=["scope"]
+        )
+        for usage in self._limits.budget.usage():
+            spent.add_metric([usage.scope], usage.spent)
+            waiting.add_metric([usage.scope], usage.waiting)
+            if usage.cap is not None:
+                cap.add_metric([usage.scope], usage.cap)
+        yield from (spent, cap, waiting)
 
     def _queue_gauges(self) -> Iterator[GaugeMetricFamily]:
         parked, paused = self._parking.counts()

@@ -84,6 +84,12 @@ class Scheduler:
                 self._send(record)
 
     def _release_paused(self) -> None:
+        """Jobs paused by the breaker go when it closes (one as the probe when its cool-down is
+        over); jobs paused by a budget wait in sets of their own, and go as it gets room."""
+        for scope, released in self.rt.limits.budget.release(BATCH).items():
+            if released:
+                log.info("budget %s has room: %d paused job(s) go back to their queue", scope,
+                         released)  # fmt: skip
         _, paused = self.rt.parking.counts()
         if not paused:
             return

@@ -31,6 +31,7 @@ from faceswap_jobs.errors import (
 )
 from faceswap_jobs.jobs.transitions import Ending
 from faceswap_jobs.limits import Admission
+from faceswap_jobs.limits.budget import Usage, job_scopes
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, SwapResult
 from faceswap_jobs.policy import Action, next_step
 from faceswap_jobs.validation import BATCH_NAME, check_metadata
@@ -314,11 +315,14 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
     if late := expire_if_late(rt, record):
         raise late
 
-    admission = rt.limits.admit(holder, bulk=record.queue == rt.settings.bulk_queue)
+    admission = rt.limits.admit(holder, bulk=record.queue == rt.settings.bulk_queue,
+                                scopes=job_scopes(record.queue, record.batch))  # fmt: skip
     if not admission.admitted:
         _wait_outside_the_broker(task, rt, record, admission)
+    for crossed in admission.budget_crossed:
+        _announce_budget(task, crossed)
     if late := expire_if_late(rt, record):
-        rt.limits.release(admission)
+        rt.limits.withdraw(admission)
         if admission.probe:
             rt.limits.breaker.abandon_probe(holder)
         raise late
@@ -422,9 +426,15 @@ def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:
 def _wait_outside_the_broker(
     task: Task, rt: Runtime, record: JobRecord, admission: Admission
 ) -> NoReturn:
-    """Park (until a time) or pause (until the breaker closes) the job, and let the message go."""
+    """Park (until a time) or pause (until the breaker closes, or its budget has room) the job,
+    and let the message go."""
     now = time.time()
-    if admission.paused:
+    if scope := admission.over_budget:
+        waiting_in = rt.jobs.keys.budget_waiting(scope)
+        if rt.jobs.pause(record.id, admission.reason, now, waiting_in=waiting_in):
+            rt.limits.budget.waiting(scope)
+        log.info("job %s paused: budget %s spent", record.id, scope)
+    elif admission.paused:
         rt.jobs.pause(record.id, f"breaker open: {admission.reason}", now)
         log.info("job %s paused: breaker open (%s)", record.id, admission.reason)
     else:
@@ -432,6 +442,14 @@ def _wait_outside_the_broker(
         log.debug("job %s parked %.2fs: %s", record.id, admission.defer_s, admission.reason)
     task.send_event("task-retried", exception=f"waiting: {admission.reason}", traceback="")
     raise Ignore()
+
+
+def _announce_budget(task: Task, crossed: Usage) -> None:
+    """A budget crossed its soft threshold with this call (once per scope and cap, whichever
+    worker's call it was): a log line and a `budget-warning` event; the gauges show it too."""
+    log.warning("budget %s: %d of %s calls spent (%.0f%%)", crossed.scope, crossed.spent,
+                crossed.cap, 100 * (crossed.share or 0.0))  # fmt: skip
+    task.send_event("budget-warning", scope=crossed.scope, spent=crossed.spent, cap=crossed.cap)
 
 
 def _after_failure(
