@@ -82,6 +82,20 @@ class Keys:
         """Hash of counters every worker increments (calls by outcome, jobs by end state)."""
         return f"{self.prefix}:stats"
 
+    def spend_day(self, day: str) -> str:
+        """Hash: one UTC day's ended calls, `token|queue|measure` -> count (`jobs.spend`)."""
+        return f"{self.prefix}:spend:day:{day}"
+
+    @property
+    def spend_billed(self) -> str:
+        """Hash: billed and possibly billed calls ever, `billed:token:queue` -> count."""
+        return f"{self.prefix}:spend:billed"
+
+    @property
+    def spend_days(self) -> str:
+        """Sorted set of the days that have a `spend_day` hash (score: the day's number)."""
+        return f"{self.prefix}:spend:days"
+
     @property
     def dead_letters(self) -> str:
         """Sorted set of failed job ids scored by failure time (the dead-letter queue)."""

@@ -36,6 +36,8 @@ COLUMNS = (
     "error_message",
     "failure_reason",
     "calls",
+    "billed_calls",
+    "possibly_billed_calls",
     "duplicate_of_line",
     "metadata",
 )
@@ -100,6 +102,8 @@ def _from_summary(job: dict[str, Any], position: int) -> dict[str, Any]:
         "error_message": error.get("message") if failed else None,
         "failure_reason": job["failure_reason"] or None,
         "calls": int(job["calls"] or 0),
+        "billed_calls": job["billed_calls"],
+        "possibly_billed_calls": job["possibly_billed_calls"],
         "duplicate_of_line": (job["batch_line"] if own_position not in (None, position) else None),
         "metadata": job["metadata"] or None,
     }

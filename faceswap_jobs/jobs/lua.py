@@ -9,6 +9,7 @@ modules that own those keys (`jobs.counters`, `limits.inflight`), never written 
 from __future__ import annotations
 
 from faceswap_jobs.jobs.counters import BATCH_COUNTING_LUA
+from faceswap_jobs.jobs.spend import SPEND_COUNTING_LUA
 from faceswap_jobs.limits.inflight import RELEASE_SLOT_LUA
 
 _REDIS_NOW = """
@@ -20,6 +21,7 @@ end
 
 END_ATTEMPT = (
     BATCH_COUNTING_LUA
+    + SPEND_COUNTING_LUA
     + RELEASE_SLOT_LUA
     + _REDIS_NOW
     + """
@@ -33,7 +35,11 @@ END_ATTEMPT = (
 --       budget, [9] ttl (ms) when the new state is an end, else 0, [10] API task id to record
 --       if none is yet (or ''), [11] in-flight key prefix, [12] longest wake-up list,
 --       [13] batch key prefix, [14] park for this many seconds (-1: do not park),
---       [15] a callback's submission nonce ('' = not a callback), [16] the callback's task id
+--       [15] a callback's submission nonce ('' = not a callback), [16] the callback's task id,
+--       [17] the call's billing, [18] why it repeats ('' = it does not), [19] its UTC day,
+--       [20] the day's number, [21] how long day buckets are kept (s), [22] the token that
+--       made the call ('' = the job's own, as callback mode records it)
+-- KEYS (spend): [8] the day's spend hash, [9] the spend days index, [10] billed calls ever
 -- Ends the job's running (or accepted) call and moves the job, freeing the in-flight slot a
 -- callback-mode call held, counting ends in stats and batch, dead-lettering a failure, parking
 -- or pausing a job that waits. A callback ends only the call it was issued for: the last
@@ -94,6 +100,11 @@ local held = redis.call('HMGET', KEYS[1], 'inflight_lease', 'token_id', 'id', 'b
 if held[1] and held[2] then
   release_inflight_slot(ARGV[11] .. held[2], held[1], tonumber(ARGV[12]))
   redis.call('HDEL', KEYS[1], 'inflight_lease')
+end
+if ARGV[3] ~= '' then
+  local token = ARGV[22] ~= '' and ARGV[22] or held[2] or 'unknown'
+  count_spend(KEYS[1], KEYS[10], KEYS[8], KEYS[9], held[4] and (ARGV[13] .. held[4]), token,
+              ARGV[3], ARGV[17], ARGV[18], ARGV[19], tonumber(ARGV[20]), tonumber(ARGV[21]))
 end
 local id = held[3]
 redis.call('ZREM', KEYS[3], id)

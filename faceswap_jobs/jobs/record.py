@@ -17,10 +17,13 @@ SENT = "sent"
 """'1' once the job's message went to the broker: a record left unsent is sent again."""
 SUMMARY_FIELDS = ("state", "request", "result", "last_error", "failure_reason", "calls",
                   "attempts", "queue", "batch", "batch_position", "batch_line", "row_id",
-                  "metadata")  # fmt: skip
+                  "metadata", "billed_calls", "possibly_billed_calls")  # fmt: skip
 """What an export, a dead-letter listing or a replay needs of each job: read with one HMGET per
-job, history left out."""
-_INT_FIELDS = frozenset({"calls", "attempts", "batch_position", "batch_line"})
+job, history left out. `billed_calls` and `possibly_billed_calls` are counted by the ending
+script (`jobs.spend`), not part of `JobRecord`."""
+_INT_FIELDS = frozenset({"calls", "attempts", "batch_position", "batch_line", "billed_calls",
+                         "possibly_billed_calls"})  # fmt: skip
+_COUNTERS = ("calls", "attempts", "billed_calls", "possibly_billed_calls")
 
 
 def encode(record: JobRecord) -> dict[str, str]:
@@ -57,6 +60,6 @@ def decode_summary(values: list[str | None]) -> dict[str, Any] | None:
             summary[name] = int(value)
         else:
             summary[name] = value
-    summary["calls"] = summary["calls"] or 0
-    summary["attempts"] = summary["attempts"] or 0
+    for name in _COUNTERS:
+        summary[name] = summary[name] or 0
     return summary

@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from faceswap_jobs.jobs import lua
+from faceswap_jobs.jobs.spend import day_of, spend_args
 from faceswap_jobs.jobs.store import JobStore, ms
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.inflight import WAKE_LIST_MAX
@@ -51,6 +52,9 @@ class Ending:
     """False when the call did not spend retry budget (rate limited, token unusable)."""
     park_s: float | None = None
     """Park the job (outside the broker) for this long; None when something else resends it."""
+    token_id: str = ""
+    """The token that made the call, for the spend counters; '' = the ender's own token (see
+    `JobTransitions`), else the one the job recorded when its callback-mode call was accepted."""
 
     def fields(self) -> dict[str, str]:
         fields = {"wait_reason": self.wait_reason}
@@ -64,8 +68,12 @@ class Ending:
 
 
 class JobTransitions:
-    def __init__(self, client: redis.Redis, store: JobStore) -> None:
+    def __init__(self, client: redis.Redis, store: JobStore, token_id: str = "") -> None:
+        """`token_id`: the token this process calls the API with (a worker), so the spend of
+        the calls it ends is counted under it; '' for a process that makes no call (the callback
+        receiver), whose settlements count under the token the job recorded."""
         self._r = client
+        self.token_id = token_id
         self.store = store
         self.keys: Keys = store.keys
         self._end = client.register_script(lua.END_ATTEMPT)
@@ -209,7 +217,8 @@ class JobTransitions:
     ) -> tuple[list[str], list[Any]]:
         k = self.keys
         keys = [k.job(job_id), k.history(job_id), k.awaiting_callback, k.stats, k.dead_letters,
-                k.parked, k.paused]  # fmt: skip
+                k.parked, k.paused, k.spend_day(day_of(now).isoformat()), k.spend_days,
+                k.spend_billed]  # fmt: skip
         args: list[Any] = [
             may_leave,
             ending.state,
@@ -227,5 +236,7 @@ class JobTransitions:
             -1 if ending.park_s is None else max(0.0, ending.park_s),
             callback.submission if callback else "",
             (callback.task_id or "") if callback else "",
+            *spend_args(ending.outcome, ending.error, not ending.state.finished, now),
+            ending.token_id or self.token_id,
         ]
         return keys, args

@@ -47,7 +47,8 @@ class Runtime:
     def build(cls, settings: Settings, app: Celery) -> Runtime:
         client = redis_client(settings)
         store = job_store(settings, client)
-        jobs = JobTransitions(client, store)
+        limits = Limits.from_settings(settings, client)
+        jobs = JobTransitions(client, store, token_id=limits.token_id)
         return cls(
             settings=settings,
             redis=client,
@@ -61,7 +62,7 @@ class Runtime:
                 pool_size=settings.concurrency,
             ),
             retry=RetryConfig.from_settings(settings),
-            limits=Limits.from_settings(settings, client),
+            limits=limits,
             parking=ParkingLot(client, Keys(settings.key_prefix)),
             settlement=build_settlement(settings, client, app),
             batches=BatchStore(client, Keys(settings.key_prefix), settings.job_ttl_s),
