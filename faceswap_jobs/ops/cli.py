@@ -33,6 +33,7 @@ from faceswap_jobs.ops.console import (
     shown,
 )
 from faceswap_jobs.ops.dlq_cli import dlq_app
+from faceswap_jobs.ops.spend_cli import spend_command
 
 SCRAPE_REDIS_RETRY_S = 2.0
 """A scrape waits this long for Redis, well inside Prometheus's usual 10-s scrape timeout."""
@@ -45,6 +46,7 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(budget_app, name="budget")
 app.add_typer(check_app, name="check")
 app.add_typer(dlq_app, name="dlq")
+app.command("spend")(spend_command)
 
 
 def _print_version(requested: bool) -> None:

@@ -23,6 +23,7 @@ from faceswap_jobs.connections import OUTAGE_ERRORS
 from faceswap_jobs.errors import ServiceUnavailableError
 from faceswap_jobs.jobs.histograms import CALL_SECONDS, QUEUE_WAIT_SECONDS, Histograms
 from faceswap_jobs.jobs.parking import ParkingLot
+from faceswap_jobs.jobs.spend import billed_counters
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.jobs.waits import oldest_ready_at
 from faceswap_jobs.keys import Keys
@@ -74,10 +75,23 @@ class RedisStatsCollector(Collector):
         yield lost
         yield applied
         yield refused
+        yield from self._billed_counters()
         yield from self._limit_gauges()
         yield from self._queue_gauges()
         yield from self._budget_gauges()
         yield from self._histogram_families()
+
+    def _billed_counters(self) -> Iterator[CounterMetricFamily]:
+        """Calls the vendor billed (`certainty="billed"`: successes) or may have billed
+        (`"possibly"`: ambiguous ends), by the token that made them and the job's queue."""
+        billed = CounterMetricFamily(
+            "faceswap_calls_billed",
+            "API calls billed (certainty=billed) or possibly billed (certainty=possibly)",
+            labels=["token", "queue", "certainty"],
+        )
+        for certainty, token, queue, count in billed_counters(self._r, self._keys):
+            billed.add_metric([token, queue, certainty], count)
+        yield billed
 
     def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
         snap = self._limits.snapshot()
