@@ -7,6 +7,7 @@ import random
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,14 +24,17 @@ from rich.table import Table
 
 from faceswap_jobs.batches.backfill import BatchSourceMismatch, backfill, dry_run
 from faceswap_jobs.batches.enqueue import BatchCancelled, BatchLocked, Chunked
+from faceswap_jobs.batches.estimate import Estimate
 from faceswap_jobs.batches.export import export_rows, write_export
 from faceswap_jobs.batches.rows import InputFileError
 from faceswap_jobs.batches.store import BatchProgress, BatchStore
 from faceswap_jobs.config import Settings
-from faceswap_jobs.connections import redis_client
-from faceswap_jobs.errors import InvalidSwapRequest
+from faceswap_jobs.connections import OUTAGE_ERRORS, redis_client
+from faceswap_jobs.errors import InvalidSwapRequest, ServiceUnavailableError
+from faceswap_jobs.jobs.spend import day_of, recent_calls_per_success
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import Limits
 from faceswap_jobs.ops.console import console, err_console, load_settings, shown
 from faceswap_jobs.producer.batch import Batch
 
@@ -55,7 +59,13 @@ def backfill_command(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     batch: Annotated[str, typer.Option(help="batch name; the same name resumes")],
     rejects: Annotated[Path | None, typer.Option(help="default: FILE.rejects.csv")] = None,
-    dry_run_only: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
+    dry_run_only: Annotated[
+        bool, typer.Option("--dry-run", help="validate and estimate calls, time and cost only")
+    ] = False,
+    price_per_call: Annotated[
+        float | None,
+        typer.Option(help="--dry-run: what one call costs (default: FACESWAP_PRICE_PER_CALL)"),
+    ] = None,
 ) -> None:
     """Enqueue a CSV (with header) or JSONL file of swaps as a batch on the bulk queue.
 
@@ -65,7 +75,8 @@ def backfill_command(
     rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
     try:
         if dry_run_only:
-            _dry_run(settings, file, rejects_path)
+            price = Decimal(str(price_per_call)) if price_per_call else settings.price_per_call
+            _dry_run(settings, file, rejects_path, price)
             return
         _backfill(settings, file, batch, rejects_path)
     except (InputFileError, BatchSourceMismatch, BatchLocked, InvalidSwapRequest) as exc:
@@ -76,13 +87,44 @@ def backfill_command(
         raise typer.Exit(1) from None
 
 
-def _dry_run(settings: Settings, file: Path, rejects_path: Path) -> None:
+def _dry_run(settings: Settings, file: Path, rejects_path: Path, price: Decimal | None) -> None:
     with Progress(*_progress_columns(), console=err_console, transient=True) as bar:
         task = bar.add_task("validating", total=None, info="")
         rows, rejected = dry_run(settings, file, rejects_path,
                                  lambda n: bar.update(task, completed=n))  # fmt: skip
     console.print(f"{rows} rows: {rows - rejected} valid, {rejected} rejected "
                   f"(see {rejects_path}); nothing enqueued")  # fmt: skip
+    ratio, ratio_from, rate, rate_from = _history(settings)
+    estimate = Estimate(rows, rows - rejected, ratio, ratio_from, rate, rate_from, price)
+    for line in estimate.lines():
+        console.print(shown(line))
+
+
+DRY_RUN_REDIS_RETRY_S = 2.0
+"""A dry run waits this long for Redis, then estimates from the settings alone."""
+
+
+def _history(settings: Settings) -> tuple[float, str, float, str]:
+    """Calls per success of the last days and the rate bulk work may use, with where each came
+    from: the counters and the limits the workers publish, or (Redis out of reach, or no
+    history) 1.0 and this shell's FACESWAP_RATE_PER_S."""
+    bulk_share = 1.0 - settings.interactive_share
+    share = f"{bulk_share:.0%} bulk share of"
+    try:
+        client = redis_client(settings, retry_s=DRY_RUN_REDIS_RETRY_S)
+        keys = Keys(settings.key_prefix)
+        ratio = recent_calls_per_success(client, keys, day_of(time.time()))
+        snap = Limits.from_settings(settings, client).snapshot()
+    except (*OUTAGE_ERRORS, ServiceUnavailableError):
+        own = f"{share} FACESWAP_RATE_PER_S {settings.rate_per_s:g}/s; Redis out of reach"
+        return 1.0, "Redis out of reach: no history", settings.rate_per_s * bulk_share, own
+    ratio_from = "the last 7 days' calls" if ratio is not None else "no calls in the last 7 days"
+    if snap.published:
+        rate_from = f"{share} the {snap.ceiling_per_s:g}/s ceiling the workers publish"
+    else:
+        rate_from = (f"{share} FACESWAP_RATE_PER_S {snap.ceiling_per_s:g}/s: no worker "
+                     "published its limits in the last minute")  # fmt: skip
+    return ratio or 1.0, ratio_from, snap.ceiling_per_s * bulk_share, rate_from
 
 
 def _backfill(settings: Settings, file: Path, batch: str, rejects_path: Path) -> None:
