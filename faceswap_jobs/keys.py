@@ -134,15 +134,12 @@ class Keys:
         calls; a scope not in it is unlimited."""
         return f"{self.prefix}:budget:caps"
 
-    @property
-    def budget_spent(self) -> str:
-        """Hash: budget scope -> calls charged to it (`day:YYYY-MM-DD`, never `day`)."""
-        return f"{self.prefix}:budget:spent"
-
-    @property
-    def budget_warned(self) -> str:
-        """Hash: budget scope -> the cap whose soft threshold was announced, so it is once."""
-        return f"{self.prefix}:budget:warned"
+    def budget_spent(self, scope: str) -> str:
+        """Hash: the calls charged to a budget scope (`calls`; a day is `day:YYYY-MM-DD`, never
+        `day`) and the cap whose soft threshold was announced (`warned`), so it is once. Expires
+        a job lifetime after its last charge. The budget scripts derive it from
+        `budget_spent("")` + scope."""
+        return f"{self.prefix}:budget:spent:{scope}"
 
     @property
     def budget_waiting_scopes(self) -> str:

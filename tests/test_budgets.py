@@ -103,7 +103,7 @@ def test_threads_racing_to_a_cap_get_exactly_the_cap(budget: Budget) -> None:
         thread.join()
     assert len(grants) == 100
     assert {r.usage.scope for r in refusals} == {"batch:b"} and len(refusals) == 16
-    usage = {u.scope: u for u in budget.usage(["batch:b"])}
+    usage = {u.scope: u for u in budget.usage(["queue:q"])}
     assert usage["batch:b"].spent == 100 and usage["batch:b"].exhausted
     assert usage["queue:q"].spent == 100 and usage["queue:q"].cap is None
     assert usage[budget.today()].spent == 100
@@ -118,10 +118,19 @@ def test_a_refused_charge_counts_nothing_and_a_refund_gives_a_call_back(budget: 
     assert isinstance(first, Charge) and first.scopes[1:] == ("queue:q", "batch:b")
     refused = budget.charge(("queue:q", "batch:b"))
     assert isinstance(refused, Refusal) and refused.usage.scope == "batch:b"
-    spent = {u.scope: u.spent for u in budget.usage()}
+    spent = {u.scope: u.spent for u in budget.usage(["queue:q"])}
     assert spent["queue:q"] == 1 and spent[first.scopes[0]] == 1
     budget.refund(first.scopes)
     assert isinstance(budget.charge(("queue:q", "batch:b")), Charge)
+
+
+def test_a_scopes_spend_expires_a_job_lifetime_after_its_last_call(
+    budget: Budget, redis_client: redis.Redis
+) -> None:
+    charge = budget.charge(("batch:b",))
+    assert isinstance(charge, Charge)
+    for scope in charge.scopes:
+        assert 0 < redis_client.pttl(budget._keys.budget_spent(scope)) <= 30 * 86400 * 1000
 
 
 def test_a_day_cap_applies_to_every_day_and_one_days_own_cap_wins(budget: Budget) -> None:

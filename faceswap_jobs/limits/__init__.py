@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 import redis
 
-from faceswap_jobs.config import Settings
+from faceswap_jobs.config import DEFAULT_JOB_TTL_S, Settings
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
 from faceswap_jobs.limits.budget import Budget, Charge, Usage
@@ -94,6 +94,7 @@ class Limits:
         breaker_cooldown_s: float,
         breaker_max_cooldown_s: float,
         budget_warn_share: float = 0.8,
+        budget_ttl_s: float = DEFAULT_JOB_TTL_S,
     ) -> None:
         self.token_id = tid
         self._r, self._keys = client, keys
@@ -108,7 +109,7 @@ class Limits:
             cooldown_s=breaker_cooldown_s,
             max_cooldown_s=breaker_max_cooldown_s,
         )
-        self.budget = Budget(client, keys, budget_warn_share)
+        self.budget = Budget(client, keys, budget_warn_share, budget_ttl_s)
         self.short_wait_s, self.rate_wait_s = short_wait_s, rate_wait_s
         self.probe_lease_s = probe_lease_s
         self._keeper: threading.Thread | None = None
@@ -142,6 +143,7 @@ class Limits:
             breaker_cooldown_s=settings.breaker_cooldown_s,
             breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
             budget_warn_share=settings.budget_warn_share,
+            budget_ttl_s=settings.job_ttl_s,
         )
 
     def snapshot(self) -> LimitsSnapshot:

@@ -8,7 +8,8 @@ not go (no in-flight slot, no rate slot, its deadline passed); a call that start
 whatever its answer, so an ambiguous call (maybe billed) counts.
 
 Caps are in calls, set by an operator (`faceswap-jobs budget`); a scope without one is unlimited
-but still counted, so `budget show` knows what was spent before a cap is set. `day` caps every
+but still counted (for a job's lifetime after its last call), so a cap set later knows what was
+spent already. `day` caps every
 day; `day:YYYY-MM-DD` caps one day and wins over `day`. Jobs refused by a budget wait in a sorted
 set per scope; `release` hands them back to the parking lot as the scope gets room (a cap raised
 or cleared, a new day), never more than the room it has.
@@ -24,6 +25,7 @@ from decimal import ROUND_FLOOR, Decimal
 
 import redis
 
+from faceswap_jobs.config import DEFAULT_JOB_TTL_S
 from faceswap_jobs.keys import Keys
 
 UTC_DAY_LUA = """
@@ -60,29 +62,32 @@ CHARGE = (
     UTC_DAY_LUA
     + CAP_LUA
     + """
--- KEYS: [1] caps hash (scope -> calls), [2] spent hash (scope -> calls), [3] warned hash
---       (scope -> the cap its soft threshold was announced for)
--- ARGV: [1] share of a cap that warns, then the call's scopes besides the day
+-- KEYS: [1] caps hash (scope -> calls)
+-- ARGV: [1] share of a cap that warns, [2] prefix of the scopes' spent hashes (fields `calls`,
+--       `warned`: the cap whose threshold was announced), [3] their ttl (ms), then the call's
+--       scopes besides the day
 -- Returns {'ok', day scope, then scope, spent, cap of each scope that crossed its threshold
 -- with this call} after counting the call in every scope, or {'spent', scope, spent, cap} for
 -- the first scope without room, counting nothing.
 local t = redis.call('TIME')
 local scopes = {'day:' .. utc_day(tonumber(t[1]))}
-for i = 2, #ARGV do scopes[#scopes + 1] = ARGV[i] end
+for i = 4, #ARGV do scopes[#scopes + 1] = ARGV[i] end
 local caps = {}
 for i, scope in ipairs(scopes) do
   local cap = cap_of(KEYS[1], scope)
-  local spent = tonumber(redis.call('HGET', KEYS[2], scope)) or 0
+  local spent = tonumber(redis.call('HGET', ARGV[2] .. scope, 'calls')) or 0
   if cap and spent >= cap then return {'spent', scope, tostring(spent), tostring(cap)} end
   caps[i] = cap or -1
 end
 local reply = {'ok', scopes[1]}
 for i, scope in ipairs(scopes) do
-  local spent = redis.call('HINCRBY', KEYS[2], scope, 1)
+  local key = ARGV[2] .. scope
+  local spent = redis.call('HINCRBY', key, 'calls', 1)
+  redis.call('PEXPIRE', key, tonumber(ARGV[3]))
   local cap = caps[i]
   if cap >= 0 and spent >= tonumber(ARGV[1]) * cap
-      and redis.call('HGET', KEYS[3], scope) ~= tostring(cap) then
-    redis.call('HSET', KEYS[3], scope, tostring(cap))
+      and redis.call('HGET', key, 'warned') ~= tostring(cap) then
+    redis.call('HSET', key, 'warned', tostring(cap))
     reply[#reply + 1] = scope
     reply[#reply + 1] = tostring(spent)
     reply[#reply + 1] = tostring(cap)
@@ -93,22 +98,24 @@ return reply
 )
 
 REFUND = """
--- KEYS: [1] spent hash
--- ARGV: the scopes a call was charged to (the call was not made)
-for i = 1, #ARGV do
-  if (tonumber(redis.call('HGET', KEYS[1], ARGV[i])) or 0) > 0 then
-    redis.call('HINCRBY', KEYS[1], ARGV[i], -1)
+-- ARGV: [1] prefix of the scopes' spent hashes, then the scopes a call was charged to (the
+--       call was not made)
+for i = 2, #ARGV do
+  local key = ARGV[1] .. ARGV[i]
+  if (tonumber(redis.call('HGET', key, 'calls')) or 0) > 0 then
+    redis.call('HINCRBY', key, 'calls', -1)
   end
 end
-return #ARGV
+return #ARGV - 1
 """
 
 RELEASE = (
     UTC_DAY_LUA
     + CAP_LUA
     + """
--- KEYS: [1] caps hash, [2] spent hash, [3] set of scopes with waiting jobs, [4] parked set
--- ARGV: [1] most jobs to release, [2] prefix of the scopes' waiting sets
+-- KEYS: [1] caps hash, [2] set of scopes with waiting jobs, [3] parked set
+-- ARGV: [1] most jobs to release, [2] prefix of the scopes' waiting sets, [3] prefix of their
+--       spent hashes
 -- Moves the oldest waiting jobs of each scope with room (a past day has all the room it
 -- needs) to the parked set, due now, at most the room; forgets scopes with no job waiting.
 -- Returns {scope, released, ...}.
@@ -117,22 +124,22 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local today = 'day:' .. utc_day(tonumber(t[1]))
 local left = tonumber(ARGV[1])
 local reply = {}
-for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+for _, scope in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local waiting = ARGV[2] .. scope
   local room = left
   local cap = cap_of(KEYS[1], scope)
   if cap and not (string.sub(scope, 1, 4) == 'day:' and scope ~= today) then
-    local spent = tonumber(redis.call('HGET', KEYS[2], scope)) or 0
+    local spent = tonumber(redis.call('HGET', ARGV[3] .. scope, 'calls')) or 0
     room = math.max(0, math.min(left, cap - spent))
   end
   if room > 0 then
     local popped = redis.call('ZPOPMIN', waiting, room)
-    for i = 1, #popped, 2 do redis.call('ZADD', KEYS[4], now, popped[i]) end
+    for i = 1, #popped, 2 do redis.call('ZADD', KEYS[3], now, popped[i]) end
     left = left - #popped / 2
     reply[#reply + 1] = scope
     reply[#reply + 1] = tostring(#popped / 2)
   end
-  if redis.call('EXISTS', waiting) == 0 then redis.call('SREM', KEYS[3], scope) end
+  if redis.call('EXISTS', waiting) == 0 then redis.call('SREM', KEYS[2], scope) end
 end
 return reply
 """
@@ -213,8 +220,16 @@ class Refusal:
 
 
 class Budget:
-    def __init__(self, client: redis.Redis, keys: Keys, warn_share: float = 0.8) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        warn_share: float = 0.8,
+        ttl_s: float = DEFAULT_JOB_TTL_S,
+    ) -> None:
+        """`ttl_s`: how long a scope's spend is kept after its last call (a job's lifetime)."""
         self._r, self._keys, self.warn_share = client, keys, warn_share
+        self._ttl_ms = int(ttl_s * 1000)
         self._charge = client.register_script(CHARGE)
         self._refund = client.register_script(REFUND)
         self._release = client.register_script(RELEASE)
@@ -222,7 +237,8 @@ class Budget:
     def charge(self, scopes: Sequence[str]) -> Charge | Refusal:
         k = self._keys
         reply = self._charge(
-            keys=[k.budget_caps, k.budget_spent, k.budget_warned], args=[self.warn_share, *scopes]
+            keys=[k.budget_caps],
+            args=[self.warn_share, k.budget_spent(""), self._ttl_ms, *scopes],
         )
         if reply[0] == "spent":
             return Refusal(Usage(str(reply[1]), int(reply[2]), int(reply[3])))
@@ -235,7 +251,7 @@ class Budget:
     def refund(self, scopes: Sequence[str]) -> None:
         """Give back a charge whose call was not made."""
         if scopes:
-            self._refund(keys=[self._keys.budget_spent], args=list(scopes))
+            self._refund(args=[self._keys.budget_spent(""), *scopes])
 
     def waiting(self, scope: str) -> None:
         """Note that jobs wait in `scope`'s set (after they were put there: `release` forgets a
@@ -246,8 +262,8 @@ class Budget:
         """Hand waiting jobs of scopes with room back to the parking lot; released per scope."""
         k = self._keys
         flat = self._release(
-            keys=[k.budget_caps, k.budget_spent, k.budget_waiting_scopes, k.parked],
-            args=[limit, k.budget_waiting("")],
+            keys=[k.budget_caps, k.budget_waiting_scopes, k.parked],
+            args=[limit, k.budget_waiting(""), k.budget_spent("")],
         )
         return {str(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
 
@@ -290,26 +306,22 @@ class Budget:
         return int(self._r.hincrby(self._keys.budget_caps, scope, by))
 
     def usage(self, scopes: Iterable[str] = ()) -> list[Usage]:
-        """Today, every scope with a cap or waiting jobs, every queue spent on, and `scopes`."""
+        """Today, every scope with a cap or waiting jobs, and `scopes` (the queues, say)."""
         k = self._keys
         pipe = self._r.pipeline(transaction=False)
         pipe.hgetall(k.budget_caps)
-        pipe.hgetall(k.budget_spent)
         pipe.smembers(k.budget_waiting_scopes)
-        caps, spent, blocked = pipe.execute()
-        today = self.today()
-        shown = {today, *scopes, *blocked}
-        shown |= {s for s in caps if s != "day"}
-        shown |= {s for s in spent if s.startswith("queue:")}
+        caps, blocked = pipe.execute()
+        shown = {self.today(), *scopes, *blocked} | {s for s in caps if s != "day"}
         ordered = sorted(shown, key=lambda s: (s.partition(":")[0] != "day", s))
         pipe = self._r.pipeline(transaction=False)
         for scope in ordered:
+            pipe.hget(k.budget_spent(scope), "calls")
             pipe.zcard(k.budget_waiting(scope))
-        waiting = pipe.execute()
+        counts = pipe.execute()
         rows = []
-        for scope, count in zip(ordered, waiting, strict=True):
+        for i, scope in enumerate(ordered):
             cap = caps.get(scope, caps.get("day") if scope.startswith("day:") else None)
-            rows.append(
-                Usage(scope, int(spent.get(scope, 0)), None if cap is None else int(cap), count)
-            )
+            spent, waiting = int(counts[2 * i] or 0), int(counts[2 * i + 1])
+            rows.append(Usage(scope, spent, None if cap is None else int(cap), waiting))
         return rows

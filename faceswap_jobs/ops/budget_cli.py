@@ -41,7 +41,13 @@ AsJson = Annotated[bool, typer.Option("--json", help="JSON instead of a table")]
 
 
 def _budget(settings: Settings) -> Budget:
-    return Budget(redis_client(settings), Keys(settings.key_prefix), settings.budget_warn_share)
+    return Budget(redis_client(settings), Keys(settings.key_prefix), settings.budget_warn_share,
+                  settings.job_ttl_s)  # fmt: skip
+
+
+def queue_scopes(settings: Settings) -> list[str]:
+    """The workers' queues, shown whether or not they have a cap."""
+    return [f"queue:{settings.interactive_queue}", f"queue:{settings.bulk_queue}"]
 
 
 def _scope(text: str) -> str:
@@ -93,10 +99,10 @@ def _as_json(usage: Usage, price: Decimal | None) -> dict[str, Any]:
 
 @budget_app.command()
 def show(as_json: AsJson = False) -> None:
-    """Today, every capped scope and every queue: calls spent, cap, share and jobs waiting."""
+    """Today, each queue and every capped scope: calls spent, cap, share and jobs waiting."""
     settings = load_settings()
     price = settings.price_per_call
-    rows = _budget(settings).usage()
+    rows = _budget(settings).usage(queue_scopes(settings))
     if as_json:
         sys.stdout.write(json.dumps([_as_json(u, price) for u in rows]) + "\n")
         return

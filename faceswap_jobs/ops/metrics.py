@@ -128,7 +128,8 @@ class RedisStatsCollector(Collector):
         waiting = GaugeMetricFamily(
             "faceswap_budget_waiting_jobs", "Jobs paused until a scope has room", labels=["scope"]
         )
-        for usage in self._limits.budget.usage():
+        queues = (self.settings.interactive_queue, self.settings.bulk_queue)
+        for usage in self._limits.budget.usage([f"queue:{name}" for name in queues]):
             spent.add_metric([usage.scope], usage.spent)
             waiting.add_metric([usage.scope], usage.waiting)
             if usage.cap is not None:
