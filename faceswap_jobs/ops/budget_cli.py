@@ -71,9 +71,11 @@ def _calls(settings: Settings, calls: int | None, money: str | None) -> int:
         raise typer.Exit(2)
     try:
         return calls_for_money(Decimal(money), price)
-    except (ValueError, ArithmeticError) as exc:
-        err_console.print(Text.assemble(("invalid amount: ", "red"), shown(f"{money} ({exc})")))
-        raise typer.Exit(2) from None
+    except ValueError as exc:
+        err_console.print(Text.assemble(("invalid amount: ", "red"), shown(exc)))
+    except ArithmeticError:
+        err_console.print(Text.assemble(("not an amount: ", "red"), shown(money)))
+    raise typer.Exit(2)
 
 
 def _release(budget: Budget) -> int:
