@@ -7,9 +7,11 @@ import collections
 
 import pytest
 
+from faceswap_jobs.keys import Keys
+from faceswap_jobs.limits import token_id
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import wait_until
-from tests.support.emulator import Emulator
+from tests.support.emulator import API_TOKEN, Emulator
 from tests.support.jobs import unique_tag
 from tests.support.stack import Stack
 from tests.support.windows import max_calls_in_any_window
@@ -56,9 +58,10 @@ def test_worker_processes_share_one_rate_as_the_provider_counts_it(
         assert collections.Counter(c["outcome"] for c in calls) == {"success": 120}
 
 
-def test_the_breaker_stops_64_threads_after_at_most_two_calls(
-    stack: Stack, emulator: Emulator
-) -> None:
+def test_the_breaker_stops_64_threads_at_the_first_answer(stack: Stack, emulator: Emulator) -> None:
+    """A revoked token, 64 threads, 200 jobs: no call starts once the first 401 is answered, and
+    the calls before it went at the limiter's pace (how many depends on how fast that answer
+    came back: 2 at 50/s when it takes under 40 ms), never a burst of 64."""
     tag = unique_tag()
     emulator.reset(
         rules=[{"source_contains": tag, "status": 401, "code": "invalid_token",
@@ -73,12 +76,19 @@ def test_the_breaker_stops_64_threads_after_at_most_two_calls(
         lambda: all(job.status() is JobState.PAUSED for job in jobs), 60.0, "every job paused", None
     )
     calls = emulator.calls_for(tag)
+    breaker = Keys(stack.producer.settings.key_prefix).breaker(token_id(API_TOKEN))
+    opened_at = float(stack.producer.redis.hget(breaker, "opened_at") or 0)
+    refused = [a for job in jobs for a in job.record().history if a.error]
     emulator.configure(rules=[])
     stack.cli("resume")
     records = stack.wait_finished([job.id for job in jobs], timeout_s=120)
     stack.stop_workers()
 
-    assert 1 <= len(calls) <= 2
     assert {c["outcome"] for c in calls} == {"rule"}
+    assert len(refused) == len(calls) >= 1
+    assert {a.error["code"] for a in refused if a.error} == {"invalid_token"}
+    starts = sorted(a.started_at for a in refused)
+    assert starts[-1] <= opened_at
+    assert len(calls) <= 2 + 50 * (opened_at - starts[0])
     assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 200}
     assert all(r.attempts == 1 for r in records)

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -56,27 +57,41 @@ def _observe(rt: Runtime, name: str, labels: dict[str, str], seconds: float) -> 
         log.debug("dropped a %s sample: Redis unreachable (%s)", name, type(exc).__name__)
 
 
+@dataclass
+class CallTiming:
+    """How one API call went, measured in the call and written to Redis only after its outcome
+    is recorded: a 401 must open the breaker without waiting on a histogram write."""
+
+    result: str = "ok"
+    seconds: float = 0.0
+
+
 @contextmanager
-def timed_call(rt: Runtime, record: JobRecord) -> Iterator[None]:
-    """Observe how long the API call in the block took, labelled by queue and result."""
-    started, result = time.monotonic(), "ok"
+def timed(timing: CallTiming) -> Iterator[None]:
+    """Measure the API call in the block into `timing` (no I/O)."""
+    started = time.monotonic()
     try:
         yield
     except BaseException as exc:
-        result = call_result(exc)
+        timing.result = call_result(exc)
         raise
     finally:
-        labels = {"queue": record.queue, "result": result}
-        _observe(rt, CALL_SECONDS, labels, time.monotonic() - started)
+        timing.seconds = time.monotonic() - started
 
 
-def attempt_started(rt: Runtime, record: JobRecord, attempt: Attempt) -> None:
-    """Observe the job's queue wait (when its ready time is known) and log the call's start."""
+def attempt_started(record: JobRecord, attempt: Attempt) -> None:
+    """Log the call's start (no I/O to Redis between the last limits check and the call)."""
+    log.debug("job %s: call %d started", record.id, attempt.number,
+              extra=job_fields(record, attempt))  # fmt: skip
+
+
+def observe_call(rt: Runtime, record: JobRecord, attempt: Attempt, timing: CallTiming) -> None:
+    """The call's duration and the job's queue wait (when its ready time is known), written once
+    the call's outcome is recorded."""
+    _observe(rt, CALL_SECONDS, {"queue": record.queue, "result": timing.result}, timing.seconds)
     ready = ready_since(record)
     if ready is not None:
         _observe(rt, QUEUE_WAIT_SECONDS, {"queue": record.queue}, attempt.started_at - ready)
-    log.debug("job %s: call %d started", record.id, attempt.number,
-              extra=job_fields(record, attempt))  # fmt: skip
 
 
 def job_fields(

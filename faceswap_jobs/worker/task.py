@@ -36,7 +36,13 @@ from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, Swap
 from faceswap_jobs.policy import Action, next_step
 from faceswap_jobs.validation import BATCH_NAME, check_metadata
 from faceswap_jobs.worker.deadline import expire_if_late
-from faceswap_jobs.worker.observe import attempt_started, job_fields, timed_call
+from faceswap_jobs.worker.observe import (
+    CallTiming,
+    attempt_started,
+    job_fields,
+    observe_call,
+    timed,
+)
 from faceswap_jobs.worker.outcome import recorded
 from faceswap_jobs.worker.runtime import LEASE_MARGIN_S, Runtime, runtime_for
 
@@ -332,10 +338,11 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
         number=record.calls + 1, started_at=time.time(), worker=_HOST, submission=submission
     )
     rt.jobs.start_attempt(job_id, attempt)
-    attempt_started(rt, record, attempt)
+    attempt_started(record, attempt)
+    timing = CallTiming()
     try:
         try:
-            with timed_call(rt, record):
+            with timed(timing):
                 if callback_base and secret and submission:
                     ticket = ticket_for(job_id, submission, rt.settings.callback_wait_s,
                                         time.time())  # fmt: skip
@@ -351,12 +358,18 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
             ) from None
     except FaceSwapError as exc:
         failure = exc
-        recorded(lambda: _after_failure(task, rt, record, attempt, failure, admission))
+        try:
+            recorded(lambda: _after_failure(task, rt, record, attempt, failure, admission))
+        finally:
+            observe_call(rt, record, attempt, timing)
         raise
-    if callback_base:
-        recorded(lambda: _await_callback(task, rt, record, attempt, api_task_id, admission))
-    done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
-    recorded(lambda: _end_succeeded(rt, job_id, done, admission, result))
+    try:
+        if callback_base:
+            recorded(lambda: _await_callback(task, rt, record, attempt, api_task_id, admission))
+        done = attempt.model_copy(update={"ended_at": time.time(), "outcome": "succeeded"})
+        recorded(lambda: _end_succeeded(rt, job_id, done, admission, result))
+    finally:
+        observe_call(rt, record, attempt, timing)
     log.info("job %s succeeded after %d call(s)", job_id, record.calls + 1,
              extra=job_fields(record, attempt, api_task_id=result.task_id))  # fmt: skip
     return result.model_dump()
@@ -460,13 +473,16 @@ def _after_failure(
     exc: FaceSwapError,
     admission: Admission,
 ) -> None:
-    """Tell the limits, record the failed call, and either raise `Retry` / `Ignore` or return."""
+    """Tell the limits, record the failed call, and either raise `Retry` / `Ignore` or return.
+
+    A token failure opens the breaker before anything else: every round trip before it is time
+    in which other threads' calls still pass the last check."""
+    if exc.opens_breaker:
+        rt.limits.on_token_failure(exc.message, exc.code)
     rt.limits.release(admission)
     if isinstance(exc, RateLimitedError):
         rt.limits.on_rate_limited(admission, exc.retry_after_s)
-    elif exc.opens_breaker:
-        rt.limits.on_token_failure(exc.message, exc.code)
-    else:
+    elif not exc.opens_breaker:
         rt.limits.on_other_outcome(admission)
     now = time.time()
     step = next_step(exc, record, now=now, config=rt.retry, rng=rt.rng)
