@@ -26,13 +26,14 @@ KEPT = (
     "unacked",
     "unacked_index",
     "faceswap:stats",
+    "faceswap:spend:billed",
     "faceswap:parked",
     "faceswap:paused",
     "faceswap:callbacks:waiting",
 )
 """Queues (ours, and kombu's ledger of delivered messages, whose entries leave on ack), Celery's
-bindings, the waiting lines a job leaves when it moves on, and the stats hash of bounded
-counters."""
+bindings, the waiting lines a job leaves when it moves on, and the hashes of bounded counters
+(stats, and billed calls per token and queue)."""
 
 
 def test_every_key_expires_but_queues_bindings_and_counters(tmp_path: Path) -> None:
