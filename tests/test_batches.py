@@ -59,16 +59,6 @@ def _tagged_rows(emulator: Emulator, tag: str, count: int) -> list[dict[str, str
     ]
 
 
-def _backfill(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        python_module("faceswap_jobs", "backfill", *args),
-        env=stack.env(**QUEUES, **env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def _store(stack: Stack) -> BatchStore:
     return BatchStore(stack.producer.redis, Keys(stack.producer.settings.key_prefix))
 
@@ -94,7 +84,8 @@ def test_rejects_carry_line_numbers_and_are_never_enqueued(
     source = _write_csv(tmp_path / "rows.csv", rows, columns)
     batch = f"rejects-{tag}"
 
-    done = _backfill(bstack, str(source), "--batch", batch, "--rejects", str(tmp_path / "r.csv"))
+    done = bstack.backfill(str(source), "--batch", batch, "--rejects", str(tmp_path / "r.csv"),
+                          **QUEUES)  # fmt: skip
 
     assert done.returncode == 0, done.stderr
     with (tmp_path / "r.csv").open() as handle:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -33,7 +32,7 @@ from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits import Limits, token_id
 from faceswap_jobs.ops.metrics import RedisStatsCollector
-from faceswap_jobs.ops.sandbox import free_port, python_module, wait_until
+from faceswap_jobs.ops.sandbox import free_port, wait_until
 from tests.support.emulator import API_TOKEN, Emulator
 from tests.support.jobs import unique_tag
 from tests.support.stack import Stack, own_queues
@@ -117,14 +116,9 @@ def _write_rows(path: Path, sources: list[str], emulator: Emulator) -> Path:
 
 
 def _backfill(stack: Stack, *args: str, **env: str) -> str:
-    return subprocess.run(
-        python_module("faceswap_jobs", "backfill", *args),
-        env=stack.env(**QUEUES, **env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
+    done = stack.backfill(*args, **QUEUES, **env)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 KINDS = ("ok-0", "ok-1", "ok-2", "flaky", "limited", "reset", "bad")

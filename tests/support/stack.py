@@ -105,6 +105,17 @@ class Stack:
             check=True,
         ).stdout
 
+    def backfill(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        """Run `faceswap-jobs backfill ARGS` as a data engineer would; the caller checks how it
+        ended."""
+        return subprocess.run(
+            [sys.executable, "-m", "faceswap_jobs", "backfill", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     def reset_limits(self) -> None:
         """Forget the token's rate, window, breaker and in-flight state: a test starts cold."""
         client = self.producer.redis
