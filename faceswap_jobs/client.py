@@ -32,7 +32,7 @@ from faceswap_jobs.errors import (
     ServerError,
     ServiceDisabledError,
 )
-from faceswap_jobs.models import SwapRequest, SwapResult
+from faceswap_jobs.models import MAX_TASK_ID_CHARS, SwapRequest, SwapResult
 from faceswap_jobs.policy import parse_retry_after
 
 MAX_BODY_BYTES = 1 << 20
@@ -184,12 +184,16 @@ def parse_accepted(status: int, headers: Mapping[str, str], body: bytes, now: fl
         raise MalformedResponseError(
             "answer has no task_id", status, None, _trace(data), None, _snippet(body)
         )
+    if len(task_id) > MAX_TASK_ID_CHARS or not task_id.isprintable():
+        raise MalformedResponseError(
+            f"answer's task_id is not a printable id of at most {MAX_TASK_ID_CHARS} characters",
+            status, None, _trace(data), None, _snippet(body),
+        )  # fmt: skip
     return task_id
 
 
 def _trace(data: dict[str, Any]) -> str | None:
-    value = data.get("trace_id")
-    return value if isinstance(value, str) else None
+    return _text(data.get("trace_id"), MAX_TRACE_ID_CHARS)
 
 
 class FaceSwapClient:

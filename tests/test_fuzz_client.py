@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
@@ -19,8 +20,8 @@ from faceswap_jobs.client import (
     parse_accepted,
     parse_result,
 )
-from faceswap_jobs.errors import FaceSwapError
-from faceswap_jobs.models import MAX_URL_LENGTH, SwapResult, check_url
+from faceswap_jobs.errors import FaceSwapError, MalformedResponseError
+from faceswap_jobs.models import MAX_TASK_ID_CHARS, MAX_URL_LENGTH, SwapResult, check_url
 from tests.support.hostile import fuzz
 
 FUZZ = fuzz(200)
@@ -124,6 +125,22 @@ def test_a_callback_mode_answer_is_a_task_id_or_one_of_our_errors(
         _check_error(exc)
         return
     assert isinstance(task_id, str) and task_id
+    assert len(task_id) <= MAX_TASK_ID_CHARS and task_id.isprintable()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"trace_id": "m" * 3000},
+        {"task_id": "t" * 3000, "trace_id": "m" * 3000},
+        {"task_id": "a\x1b[2Jb"},
+    ],
+)
+def test_a_callback_mode_answer_without_a_usable_task_id_is_bounded(answer: dict[str, str]) -> None:
+    """Found by the property above: a 200 without a task id kept a 3,000-character trace id."""
+    with pytest.raises(MalformedResponseError) as caught:
+        parse_accepted(200, CaseInsensitiveDict(), json.dumps(answer).encode(), NOW)
+    _check_error(caught.value)
 
 
 def test_a_900_kb_error_message_is_cut_to_the_bound() -> None:
