@@ -6,13 +6,23 @@ server refuses at start-up is refused at runtime too.
 
 import argparse
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlsplit
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 RATE_WINDOWS = ("bucket", "sliding")
 """Per-token rate-limit strategies: a token bucket, or a strict sliding window of 1 s."""
+TOKEN_LIST_FIELDS = ("tokens", "expired_tokens", "used_up_tokens", "disabled_tokens")
+"""The accepted tokens and the three refused kinds; `PUT /_emulator/config` may replace each,
+so a drill can revoke a token mid-run and restore it."""
+MAX_TOKEN_CHARS = 4096
+"""Longest token accepted in a list or a rate override: a header line, not a payload."""
+
+TokenRates = tuple[tuple[str, float | None], ...]
+"""Per-token rate overrides, (token, calls/s or None for no limit), each token at most once."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,7 @@ class EmulatorConfig:
     latency_max_s: float = 120.0
     time_scale: float = 1.0
     rate_per_s: float | None = None
+    token_rates: TokenRates = ()
     burst: float | None = None
     rate_window: str = "bucket"
     faults: FaultRates = field(default_factory=FaultRates)
@@ -58,9 +69,23 @@ class EmulatorConfig:
     @property
     def effective_burst(self) -> float:
         """Bucket capacity: the configured burst, else one second's worth of calls (at least 1)."""
+        return self.burst_for(self.rate_per_s)
+
+    def burst_for(self, rate_per_s: float | None) -> float:
+        """Bucket capacity of a token limited to `rate_per_s`: a token with a rate of its own
+        gets one second's worth of that rate, as `effective_burst` does for `rate_per_s`."""
         if self.burst is not None:
             return self.burst
-        return max(1.0, self.rate_per_s or 1.0)
+        return max(1.0, rate_per_s or 1.0)
+
+    @cached_property
+    def _rate_by_token(self) -> dict[str, float | None]:
+        return dict(self.token_rates)
+
+    def rate_for(self, token: str) -> float | None:
+        """Calls/s allowed to `token`: its own override when it has one, else `rate_per_s`
+        (None: no limit). A provider limits each token on its own plan, not all alike."""
+        return self._rate_by_token.get(token, self.rate_per_s)
 
 
 def _check_probability(name: str, value: float) -> None:
@@ -73,10 +98,35 @@ def _check_non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
-def validate_config(config: EmulatorConfig) -> None:
-    """Raise ValueError with a one-line reason when the configuration cannot be served."""
+def _check_rate(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0 or null, got {value}")
+
+
+def _check_token(name: str, token: object) -> None:
+    """A token a client can send in a header; the message never repeats the token."""
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+        raise ValueError(f"{name}: every token must be a string of 1 to {MAX_TOKEN_CHARS} chars")
+    if token != token.strip():
+        raise ValueError(f"{name}: a token must not start or end with a space")
+
+
+def _check_tokens(config: EmulatorConfig) -> None:
+    for name in TOKEN_LIST_FIELDS:
+        for token in getattr(config, name):
+            _check_token(name, token)
     if not config.tokens:
         raise ValueError("tokens: at least one accepted token is required")
+    for token, rate in config.token_rates:
+        _check_token("token_rates", token)
+        _check_rate("token_rates: a rate", rate)
+    if any(n > 1 for n in Counter(token for token, _ in config.token_rates).values()):
+        raise ValueError("token_rates: a token is given more than once")
+
+
+def validate_config(config: EmulatorConfig) -> None:
+    """Raise ValueError with a one-line reason when the configuration cannot be served."""
+    _check_tokens(config)
     if not 0 <= config.port <= 65535:
         raise ValueError(f"port must be between 0 and 65535, got {config.port}")
     if config.public_url is not None:
@@ -92,10 +142,7 @@ def validate_config(config: EmulatorConfig) -> None:
             f"latency_min_s ({config.latency_min_s}) must not exceed "
             f"latency_max_s ({config.latency_max_s})"
         )
-    if config.rate_per_s is not None and not (
-        math.isfinite(config.rate_per_s) and config.rate_per_s > 0
-    ):
-        raise ValueError(f"rate_per_s must be a finite number > 0 or null, got {config.rate_per_s}")
+    _check_rate("rate_per_s", config.rate_per_s)
     if config.burst is not None and not (math.isfinite(config.burst) and config.burst >= 1):
         raise ValueError(f"burst must be a finite number >= 1 or null, got {config.burst}")
     if config.rate_window not in RATE_WINDOWS:
@@ -116,6 +163,22 @@ def validate_config(config: EmulatorConfig) -> None:
 def _token_list(text: str) -> tuple[str, ...]:
     """Comma-separated tokens, blanks dropped, order kept."""
     return tuple(token.strip() for token in text.split(",") if token.strip())
+
+
+def _token_rate(text: str) -> tuple[str, float | None]:
+    """`TOKEN=RATE` (RATE a number, or `none` for no limit); split at the last `=`, so a token
+    may end in base64 padding. The error never repeats the text: it holds a token."""
+    token, sep, rate = text.rpartition("=")
+    if not sep or not token:
+        raise argparse.ArgumentTypeError("expected TOKEN=RATE (RATE in calls/s, or none)")
+    if rate.strip().lower() == "none":
+        return token, None
+    try:
+        return token, float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected TOKEN=RATE with RATE a number of calls/s, or none"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="per-token calls per second; unset = unlimited",
+    )
+    add(
+        "--token-rate",
+        type=_token_rate,
+        action="append",
+        default=[],
+        metavar="TOKEN=RATE",
+        help="this token's own calls per second (none = unlimited), instead of --rate-per-s; "
+        "repeatable",
     )
     add(
         "--burst",
@@ -201,6 +273,7 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
         latency_max_s=args.latency_max_s,
         time_scale=args.time_scale,
         rate_per_s=args.rate_per_s,
+        token_rates=tuple(args.token_rate),
         burst=args.burst,
         rate_window=args.rate_window,
         faults=FaultRates(

@@ -1,14 +1,15 @@
 """The JSON face of the configuration: `GET` and `PUT /_emulator/config`.
 
-Tokens are shown only as hashes. An update is validated whole (merged, then checked by the same
-`validate_config` as the command line) before anything changes, so a bad PUT changes nothing.
+Tokens are shown only as hashes, also in a refusal's message. An update is validated whole
+(merged, then checked by the same `validate_config` as the command line) before anything
+changes, so a bad PUT changes nothing.
 """
 
 import dataclasses
 from typing import Any, Literal, overload
 
 from .auth import token_hash
-from .config import RATE_WINDOWS, EmulatorConfig, validate_config
+from .config import RATE_WINDOWS, TOKEN_LIST_FIELDS, EmulatorConfig, TokenRates, validate_config
 from .faults import Rule, RuleBook, parse_rules
 
 FAULT_FIELDS = {
@@ -39,7 +40,15 @@ CHOICE_FIELDS = {"rate_window": RATE_WINDOWS}
 """String settings an update may change, and the values each accepts."""
 
 UPDATABLE = frozenset(
-    (*FAULT_FIELDS, *NUMBER_FIELDS, *NULLABLE_NUMBER_FIELDS, *CHOICE_FIELDS, "rules")
+    (
+        *FAULT_FIELDS,
+        *NUMBER_FIELDS,
+        *NULLABLE_NUMBER_FIELDS,
+        *CHOICE_FIELDS,
+        *TOKEN_LIST_FIELDS,
+        "token_rates",
+        "rules",
+    )
 )
 
 
@@ -57,6 +66,7 @@ def config_view(config: EmulatorConfig, rules: RuleBook, storage_dir: str) -> di
         "used_up_token_hashes": [token_hash(token) for token in config.used_up_tokens],
         "disabled_token_hashes": [token_hash(token) for token in config.disabled_tokens],
         "rate_per_s": config.rate_per_s,
+        "token_rate_by_hash": {token_hash(token): rate for token, rate in config.token_rates},
         "burst": config.burst,
         "effective_burst": config.effective_burst,
         "rate_window": config.rate_window,
@@ -94,6 +104,23 @@ def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _tokens(name: str, value: Any) -> tuple[str, ...]:
+    """A list of tokens; their content is checked by `validate_config`, never echoed."""
+    if not isinstance(value, list) or not all(isinstance(token, str) for token in value):
+        raise ValueError(f"{name} must be a list of strings")
+    return tuple(value)
+
+
+def _token_rates(value: Any) -> TokenRates:
+    """`{"<token>": rate or null}`, the whole mapping (a token not named keeps `rate_per_s`)."""
+    if not isinstance(value, dict):
+        raise ValueError("token_rates must be an object of token: calls/s or null")
+    return tuple(
+        (token, _number("token_rates: a rate", rate, nullable=True))
+        for token, rate in value.items()
+    )
+
+
 def apply_update(config: EmulatorConfig, update: Any) -> tuple[EmulatorConfig, list[Rule] | None]:
     """The config after a partial update, and the new rules if the update set any.
 
@@ -114,6 +141,11 @@ def apply_update(config: EmulatorConfig, update: Any) -> tuple[EmulatorConfig, l
     for name, choices in CHOICE_FIELDS.items():
         if name in update:
             changes[name] = _choice(name, update[name], choices)
+    for name in TOKEN_LIST_FIELDS:
+        if name in update:
+            changes[name] = _tokens(name, update[name])
+    if "token_rates" in update:
+        changes["token_rates"] = _token_rates(update["token_rates"])
     fault_changes = {
         field: _number(name, update[name], nullable=False)
         for name, field in FAULT_FIELDS.items()

@@ -70,12 +70,13 @@ class SwapEndpoint:
         entry.request = ledger_view(raw)
         accepted_token = check_token(token, config)
         swap_request = parse_swap_request(raw)
-        if config.rate_per_s is not None:
+        rate_per_s = config.rate_for(accepted_token)
+        if rate_per_s is not None:
             self._check_rate(
                 token_hash(accepted_token),
                 config.rate_window,
-                config.rate_per_s,
-                config.effective_burst,
+                rate_per_s,
+                config.burst_for(rate_per_s),
             )
         fault = state.rules.match(swap_request.source_image_url) or draw_fault(
             state.rng, config.faults, config.retry_after_s, config.time_scale

@@ -1,6 +1,7 @@
 """The emulator's command line: options reach the running server, and a bad option is
 refused in one line. Each test starts (or fails to start) an emulator of its own."""
 
+import hashlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,62 @@ def test_cli_sliding_rate_window_ignores_burst(tmp_path: Path) -> None:
     assert (config["rate_window"], config["rate_per_s"], config["burst"]) == ("sliding", 2.5, 50)
     assert statuses == [200, 200, 429, 429]  # floor(2.5) calls in the window, burst unused
     assert "Traceback" not in log
+
+
+def test_cli_token_rates_give_named_tokens_their_own_rate(tmp_path: Path) -> None:
+    padded = "pool-token-b64=="
+    emulator = _start_emulator(
+        tmp_path / "emulator.log",
+        *["--tokens", f"slow-token,{padded},free-token", "--rate-per-s", "0.01"],
+        *["--token-rate", f"{padded}=20", "--token-rate", "free-token=none"],
+    )
+    try:
+        config = requests.get(emulator.url("/_emulator/config"), timeout=5).json()
+        statuses = {
+            token: [emulator.swap(emulator.default_body(), token=token).status_code
+                    for _ in range(3)]
+            for token in ("slow-token", padded, "free-token")
+        }  # fmt: skip
+    finally:
+        log = _stop(emulator)
+
+    assert config["token_rate_by_hash"] == {_hash(padded): 20.0, _hash("free-token"): None}
+    assert statuses == {"slow-token": [200, 429, 429], padded: [200] * 3, "free-token": [200] * 3}
+    assert padded not in str(config) and "Traceback" not in log
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--token-rate", "cli-secret-token"],
+        ["--token-rate", "cli-secret-token=fast"],
+        ["--token-rate", "cli-secret-token=0"],
+        ["--token-rate", "cli-secret-token=-1"],
+        ["--token-rate", "cli-secret-token=inf"],
+        ["--token-rate", "=5"],
+        ["--token-rate", " cli-secret-token=5"],
+        ["--token-rate", "cli-secret-token=5", "--token-rate", "cli-secret-token=6"],
+    ],
+)
+def test_a_bad_token_rate_is_refused_without_naming_the_token(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "faceswap_jobs.emulator", *args],
+        cwd=REPO_ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and ("token-rate" in errors[0] or "token_rates" in errors[0])
+    assert "cli-secret-token" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,8 @@ def test_config_update_is_validated_and_all_or_nothing(emulator: Emulator) -> No
         ({"fault_500": 1.0, "latency_min_s": 9.0, "latency_max_s": 1.0}, "latency_min_s"),
         ({"rate_per_s": -1}, "rate_per_s"),
         ({"time_scale": "fast"}, "time_scale"),
-        ({"tokens": ["x"]}, "tokens"),
+        ({"tokens": []}, "tokens"),
+        ({"host": "0.0.0.0"}, "not updatable"),
         ({"rules": [{"source_contains": "a", "kind": "explode"}]}, "kind"),
         ({"rules": "nope"}, "rules"),
     ]
