@@ -9,11 +9,24 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import itertools
+import json
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from faceswap_jobs.secret_strength import GENERATE_HINT, weakness
@@ -41,6 +54,94 @@ _PLAIN_HTTP_EXPOSES = {
     "api_base_url": "the API token (Authorization: Bearer)",
     "callback_base_url": "each job's signed callback URL and its result",
 }
+
+
+MAX_POOL_TOKENS = 64
+TOKEN_FILE_MAX_BYTES = 1 << 20
+
+
+class PoolToken(BaseModel):
+    """One API token of a pool: its own limits, and how much of the work it should take."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+    token: SecretStr
+    weight: float = Field(default=1.0, gt=0, le=1000)
+    """Share of the work when several tokens have room: a token of weight 2 takes twice the
+    calls of one of weight 1 while neither is at its limits."""
+    rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
+    """This token's rate ceiling; None: FACESWAP_RATE_PER_S."""
+    max_in_flight: int | None = Field(default=None, ge=1, le=100_000)
+    """This token's in-flight cap; None: FACESWAP_MAX_IN_FLIGHT."""
+    rate_burst: int | None = Field(default=None, ge=0, le=10_000)
+    """This token's burst; None: FACESWAP_RATE_BURST."""
+
+    @field_validator("token")
+    @classmethod
+    def _usable_token(cls, value: SecretStr) -> SecretStr:
+        """It goes into an HTTP header: a blank, a space or a control character would be a
+        malformed request at every call, not an error at start-up."""
+        token = value.get_secret_value()
+        if not token or not token.isprintable() or any(ch.isspace() for ch in token):
+            raise ValueError("token must be non-empty, printable and without spaces")
+        if len(token) > 4096:
+            raise ValueError("token is longer than 4096 characters")
+        return value
+
+    @property
+    def id(self) -> str:
+        """What names the token in Redis keys, logs and metrics: a hash, never the token."""
+        return token_hash(self.token.get_secret_value())
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+_TOKEN_LIST: TypeAdapter[list[PoolToken | str]] = TypeAdapter(list[PoolToken | str])
+
+
+def parse_token_pool(raw: Any) -> tuple[PoolToken, ...]:
+    """A pool from JSON-shaped data: a list of tokens, each a string or an object (`token`,
+    `weight`, `rate_per_s`, `max_in_flight`, `rate_burst`). Raises ValueError naming the item
+    and the problem, never a token: the error is printed and logged."""
+    try:
+        items = _TOKEN_LIST.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"] if part not in ("str", "PoolToken"))
+        raise ValueError(f"token pool item {where}: {first['msg']}") from None
+    tokens = tuple(PoolToken(token=SecretStr(item)) if isinstance(item, str) else item
+                   for item in items)  # fmt: skip
+    if not tokens:
+        raise ValueError("token pool is empty: give at least one token")
+    if len(tokens) > MAX_POOL_TOKENS:
+        raise ValueError(f"token pool has {len(tokens)} tokens; at most {MAX_POOL_TOKENS}")
+    seen: set[str] = set()
+    for position, token in enumerate(tokens):
+        if token.id in seen:
+            raise ValueError(f"token pool item {position}: the same token twice ({token.id})")
+        seen.add(token.id)
+    return tokens
+
+
+def read_token_file(path: Path) -> tuple[PoolToken, ...]:
+    """The pool a tokens file holds (JSON, as FACESWAP_API_TOKENS); ValueError when unreadable."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(TOKEN_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"tokens file {path}: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > TOKEN_FILE_MAX_BYTES:
+        raise ValueError(f"tokens file {path}: larger than {TOKEN_FILE_MAX_BYTES} bytes")
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ValueError(f"tokens file {path}: not JSON (a list of tokens)") from None
+    try:
+        return parse_token_pool(raw)
+    except ValueError as exc:
+        raise ValueError(f"tokens file {path}: {exc}") from None
 
 
 class Settings(BaseSettings):
@@ -75,6 +176,19 @@ class Settings(BaseSettings):
     )
     """Names the token for operator commands (`limits`, `pause`, `resume`, `metrics`) without
     the token itself: the 16-hex-digit id `limits` and the metrics show."""
+    api_tokens: tuple[PoolToken, ...] | None = Field(
+        default=None, examples=['[{"token": "tok-a", "rate_per_s": 10}, "tok-b"]']
+    )
+    """Secret, read by workers only. A pool of tokens instead of FACESWAP_API_TOKEN: a JSON list,
+    each a token or an object with `token` and optional `weight` (default 1), `rate_per_s`,
+    `max_in_flight` and `rate_burst` (defaults: the settings of the same name). Each token has
+    its own limits and breaker; a call goes to the token with the most room."""
+    api_tokens_file: Path | None = Field(default=None, examples=["/run/secrets/faceswap-tokens"])
+    """Unset by default. A file holding the pool (the same JSON as FACESWAP_API_TOKENS), read
+    again when it changes: tokens are added or taken out without restarting the workers."""
+    tokens_reload_s: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between looks at FACESWAP_API_TOKENS_FILE, and at the tokens an operator retired
+    (`faceswap-jobs tokens retire`) at most this stale."""
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Broker, result backend and job store. A shared Redis needs a password (requirepass), in the
     URL: redis://:PASSWORD@host:6379/0. Over TLS:
@@ -241,14 +355,44 @@ class Settings(BaseSettings):
             raise ValueError(f"{info.field_name}: {problem}")
         return value
 
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _token_pool(cls, value: Any) -> tuple[PoolToken, ...] | None:
+        """The same checks for the environment's pool as for a tokens file's."""
+        return None if value is None else parse_token_pool(value)
+
+    @model_validator(mode="after")
+    def _one_source_of_tokens(self) -> Settings:
+        """Two places naming the tokens leave a reader guessing which one calls."""
+        given = [name for name, on in (
+            ("api_tokens", self.api_tokens is not None),
+            ("api_tokens_file", self.api_tokens_file is not None),
+            ("api_token", self.api_token.get_secret_value() != DEFAULT_API_TOKEN),
+        ) if on]  # fmt: skip
+        if len(given) > 1:
+            raise ValueError(f"set one of {', '.join(given)}: each names the tokens to call with")
+        return self
+
+    def token_pool(self) -> tuple[PoolToken, ...]:
+        """The tokens to call with now: the tokens file (read on every call), the pool, or the
+        one FACESWAP_API_TOKEN. Raises ValueError when the file cannot be read."""
+        if self.api_tokens_file is not None:
+            return read_token_file(self.api_tokens_file)
+        if self.api_tokens is not None:
+            return self.api_tokens
+        return (PoolToken(token=self.api_token),)
+
+    def pool_rate_per_s(self, tokens: Sequence[PoolToken]) -> float:
+        """The ceilings of `tokens` together: what a pool of them may call at."""
+        return sum(token.rate_per_s or self.rate_per_s for token in tokens)
+
     @model_validator(mode="after")
     def _token_id_names_the_token(self) -> Settings:
         """A process holding the token and an id for another would read one token's limits
         and spend another's."""
         if self.token_id is None or self.api_token.get_secret_value() == DEFAULT_API_TOKEN:
             return self
-        held = hashlib.sha256(self.api_token.get_secret_value().encode()).hexdigest()[:16]
-        if held != self.token_id:
+        if token_hash(self.api_token.get_secret_value()) != self.token_id:
             raise ValueError("token_id does not name api_token: set one of them, or both alike")
         return self
 

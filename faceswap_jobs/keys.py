@@ -52,6 +52,16 @@ class Keys:
         it from `inflight` the same way)."""
         return f"{self.prefix}:inflight:{token_id}:wake"
 
+    def tokens_retired(self) -> str:
+        """Set of token ids an operator took out of service (`faceswap-jobs tokens retire`):
+        no worker starts a call with them until `tokens restore`."""
+        return f"{self.prefix}:tokens:retired"
+
+    def tokens_seen(self) -> str:
+        """Sorted set of token ids a worker holds, scored by when one last said so (Redis
+        time): how operator commands learn the pool without holding a token."""
+        return f"{self.prefix}:tokens:seen"
+
     def breaker(self, token_id: str) -> str:
         """Hash: the token's circuit breaker (state, reason, cool-down)."""
         return f"{self.prefix}:breaker:{token_id}"

@@ -11,6 +11,7 @@ signals to reformat the handlers it installs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -20,8 +21,8 @@ from typing import Any
 
 from faceswap_jobs.config import Settings
 
-JOB_FIELDS = ("job_id", "batch", "queue", "attempt", "api_task_id", "trace_id", "error_code",
-              "status")  # fmt: skip
+JOB_FIELDS = ("job_id", "batch", "queue", "attempt", "token", "api_task_id", "trace_id",
+              "error_code", "status")  # fmt: skip
 """`extra=` keys a job-event line may carry; the JSON line has them when present."""
 REDACTED = "***"
 _SHAPES = (
@@ -75,7 +76,9 @@ _json: JsonFormatter | None = None
 
 def held_secrets(settings: Settings) -> list[str]:
     """The secret values `settings` holds, to be redacted wherever they appear."""
-    held = (settings.api_token, settings.webhook_secret, settings.flower_password)
+    held = [settings.api_token, settings.webhook_secret, settings.flower_password]
+    with contextlib.suppress(ValueError):
+        held += [member.token for member in settings.token_pool()]
     return [s.get_secret_value() for s in held if s is not None and s.get_secret_value()]
 
 

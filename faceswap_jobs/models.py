@@ -170,6 +170,8 @@ class Attempt(BaseModel):
     """Callback mode: the nonce in this call's callback URL; only its callback may end it."""
     api_task_id: str | None = None
     """Callback mode: the API's task id for this call, once accepted; its callback must carry it."""
+    token_id: str | None = None
+    """The token (its hash) this call went with; a pool spreads a job's calls over tokens."""
 
 
 class JobRecord(BaseModel):

@@ -42,7 +42,7 @@ def assert_failed_without_a_call(rt: Runtime, job_id: str) -> None:
     assert (stored.calls, stored.history) == (0, [])
     assert stored.last_error is not None and stored.last_error["code"] == "deadline_exceeded"
     assert rt.store.dead_letters() == [job_id]
-    assert rt.limits.snapshot().in_flight == 0
+    assert [m.limits.snapshot().in_flight for m in rt.limits.members] == [0]
 
 
 def test_a_job_whose_deadline_passed_while_queued_fails_without_a_call(rt: Runtime) -> None:

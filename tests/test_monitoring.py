@@ -26,7 +26,7 @@ from faceswap_jobs.jobs.histograms import (
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.jobs.waits import ready_since
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits import Limits
+from faceswap_jobs.limits.roster import Roster
 from faceswap_jobs.logformat import JsonFormatter, redact
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest
 from faceswap_jobs.ops.metrics import RedisStatsCollector
@@ -124,9 +124,8 @@ def emitted_names(settings: Settings, client: redis.Redis) -> set[str]:
     """Every sample name the exporter can emit, from its families (a counter `x` is emitted as
     `x_total`, a histogram as `x_bucket`, `x_count`, `x_sum`), plus `faceswap_redis_up` and
     Prometheus's own `up`."""
-    limits = Limits.from_settings(settings, client)
     collector = RedisStatsCollector(
-        settings, client, limits, ParkingLot(client, Keys(settings.key_prefix))
+        settings, client, Roster(settings, client), ParkingLot(client, Keys(settings.key_prefix))
     )
     names = {"faceswap_redis_up", "up"}
     for family in collector.collect():

@@ -30,7 +30,8 @@ from faceswap_jobs.jobs.billing import Billing, RepeatCause, billing_of, repeat_
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits import Limits, token_id
+from faceswap_jobs.limits import token_id
+from faceswap_jobs.limits.roster import Roster
 from faceswap_jobs.ops.metrics import RedisStatsCollector
 from faceswap_jobs.ops.sandbox import free_port, wait_until
 from tests.support.emulator import API_TOKEN, Emulator
@@ -189,7 +190,7 @@ def test_spend_report_export_and_metrics_equal_the_ledger(
     assert (by_kind["flaky"]["calls"], by_kind["flaky"]["billed_calls"]) == (3, 1)
 
     settings = sstack.producer.settings
-    collector = RedisStatsCollector(settings, client, Limits.from_settings(settings, client),
+    collector = RedisStatsCollector(settings, client, Roster(settings, client),
                                     ParkingLot(client, keys))  # fmt: skip
     family = next(f for f in collector.collect() if f.name == "faceswap_calls_billed")
     assert isinstance(family, CounterMetricFamily)

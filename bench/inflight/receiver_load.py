@@ -80,10 +80,13 @@ def seed_waiting_jobs(rt: Runtime, count: int, token_id: str, wait_s: float) -> 
             number=1, started_at=now, worker="bench", submission=submission_of(record.id)
         )
         rt.jobs.start_attempt(record.id, attempt)
-        lease, _ = rt.limits.inflight.try_acquire()
+        slots = rt.limits.member(token_id)
+        if slots is None:
+            raise RuntimeError(f"token {token_id} is not in the runtime's pool")
+        lease, _ = slots.limits.inflight.try_acquire()
         if lease is None:
             raise RuntimeError("in-flight cap too small for the seeded jobs")
-        rt.limits.inflight.hold(lease, wait_s)
+        slots.limits.inflight.hold(lease, wait_s)
         rt.jobs.accept(record.id, attempt, f"task-{record.id}", wait_s, lease, token_id)
         return record.id
 

@@ -8,19 +8,17 @@ back through `on_success`, `on_other_outcome`, `on_rate_limited` and `on_token_f
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import redis
 
-from faceswap_jobs.config import DEFAULT_JOB_TTL_S, Settings
+from faceswap_jobs.config import PoolToken, Settings, token_hash
 from faceswap_jobs.keys import Keys
 from faceswap_jobs.limits.breaker import CircuitBreaker, Verdict
-from faceswap_jobs.limits.budget import Budget, Charge, Usage
+from faceswap_jobs.limits.budget import Usage
 from faceswap_jobs.limits.gate import Gate
 from faceswap_jobs.limits.inflight import InflightSemaphore
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
@@ -53,7 +51,7 @@ __all__ = [
 
 def token_id(token: str) -> str:
     """What names a token in Redis keys and logs: a short hash, never the token itself."""
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
+    return token_hash(token)
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,10 @@ class Admission:
     """The budget scopes the admitted call is counted in (`withdraw` gives them back)."""
     budget_crossed: tuple[Usage, ...] = ()
     """Budgets whose soft threshold this call crossed: announced by the caller, once."""
+    token_id: str = ""
+    """The token the call goes with (or, refused, the token that refused it)."""
+    full: bool = False
+    """Refused for the in-flight cap: a slot may free at any moment."""
 
     @property
     def admitted(self) -> bool:
@@ -93,8 +95,6 @@ class Limits:
         probe_lease_s: float,
         breaker_cooldown_s: float,
         breaker_max_cooldown_s: float,
-        budget_warn_share: float = 0.8,
-        budget_ttl_s: float = DEFAULT_JOB_TTL_S,
     ) -> None:
         self.token_id = tid
         self._r, self._keys = client, keys
@@ -109,20 +109,30 @@ class Limits:
             cooldown_s=breaker_cooldown_s,
             max_cooldown_s=breaker_max_cooldown_s,
         )
-        self.budget = Budget(client, keys, budget_warn_share, budget_ttl_s)
         self.short_wait_s, self.rate_wait_s = short_wait_s, rate_wait_s
         self.probe_lease_s = probe_lease_s
         self._keeper: threading.Thread | None = None
         self._keeper_lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, client: redis.Redis) -> Limits:
-        """The limits of the token the settings name: `FACESWAP_TOKEN_ID` for an operator who
-        does not hold the token, else the hash of `FACESWAP_API_TOKEN`."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        client: redis.Redis,
+        token: PoolToken | None = None,
+        *,
+        tid: str | None = None,
+        rate_wait_s: float | None = None,
+    ) -> Limits:
+        """The limits of `token` (a pool's member, with its own rate, burst and cap), or of the
+        token named by `tid` or by the settings: `FACESWAP_TOKEN_ID` for an operator who does
+        not hold the token, else the hash of `FACESWAP_API_TOKEN`."""
+        ceiling = (token.rate_per_s if token else None) or settings.rate_per_s
+        burst = token.rate_burst if token and token.rate_burst is not None else settings.rate_burst
         rate = RateConfig(
-            ceiling_per_s=settings.rate_per_s,
-            burst=settings.rate_burst,
-            floor_per_s=min(settings.rate_floor_per_s, settings.rate_per_s),
+            ceiling_per_s=ceiling,
+            burst=burst,
+            floor_per_s=min(settings.rate_floor_per_s, ceiling),
             headroom=settings.rate_headroom,
             window_margin_s=settings.rate_window_margin_s,
             increase_per_s=settings.rate_increase_per_s,
@@ -130,29 +140,31 @@ class Limits:
             pause_cap_s=settings.retry_after_cap_s,
             bulk_share=1.0 - settings.interactive_share,
         )
+        if token is not None:
+            tid = token.id
         return cls(
             client,
             Keys(settings.key_prefix),
-            settings.token_id or token_id(settings.api_token.get_secret_value()),
+            tid or settings.token_id or token_id(settings.api_token.get_secret_value()),
             rate,
-            max_in_flight=settings.max_in_flight,
+            max_in_flight=(token.max_in_flight if token else None) or settings.max_in_flight,
             lease_ttl_s=settings.lease_ttl_s,
             short_wait_s=settings.short_wait_s,
-            rate_wait_s=settings.rate_wait_s,
+            rate_wait_s=settings.rate_wait_s if rate_wait_s is None else rate_wait_s,
             probe_lease_s=settings.time_limit_s,
             breaker_cooldown_s=settings.breaker_cooldown_s,
             breaker_max_cooldown_s=settings.breaker_max_cooldown_s,
-            budget_warn_share=settings.budget_warn_share,
-            budget_ttl_s=settings.job_ttl_s,
         )
 
     def snapshot(self) -> LimitsSnapshot:
         """The token's rate, pause, in-flight calls and breaker, as one consistent read."""
         return read_snapshot(self._r, self._keys, self.token_id, self.rate, self.inflight.cap)
 
-    def publish(self) -> None:
-        """Tell every reader the ceiling, burst and in-flight cap this worker enforces."""
-        publish_config(self._r, self._keys, self.token_id, self.rate.config, self.inflight.cap)
+    def publish(self, weight: float = 1.0) -> None:
+        """Tell every reader the ceiling, burst, in-flight cap and weight this worker enforces."""
+        publish_config(
+            self._r, self._keys, self.token_id, self.rate.config, self.inflight.cap, weight
+        )
 
     def pause(self, reason: str) -> None:
         """Operator pause: every call of the token waits, nothing fails, until `resume`."""
@@ -162,35 +174,30 @@ class Limits:
         """Close the breaker (operator pause or auth trip); paused jobs may go again."""
         return self.breaker.resume()
 
-    def admit(self, caller: str, *, bulk: bool, scopes: Sequence[str] = ()) -> Admission:
-        """`scopes`: the budgets the call is charged to besides the day's (`budget.job_scopes`)."""
+    def admit(self, caller: str, *, bulk: bool, inflight_wait_s: float) -> Admission:
+        """Breaker, in-flight slot (waiting up to `inflight_wait_s` for one), rate slot: the
+        token's own gates, in that order. Budgets are the pool's (`TokenPool.admit`)."""
         verdict = self.breaker.check(caller, self.probe_lease_s)
         if verdict.state == "open":
-            return Admission(paused=True, defer_s=verdict.retry_in_s, reason=verdict.reason)
+            return self._refused(paused=True, defer_s=verdict.retry_in_s, reason=verdict.reason)
         probe = verdict.state == "probe"
-        admission = self._take_slots(caller, bulk, tuple(scopes))
+        self._ensure_keeper()
+        lease = self.inflight.acquire(timeout_s=inflight_wait_s)
+        if lease is None:
+            admission = self._refused(defer_s=self.short_wait_s, reason="in-flight cap reached",
+                                      full=True)  # fmt: skip
+        else:
+            admission = self._through_the_gate(caller, bulk) or Admission(
+                lease=lease, token_id=self.token_id
+            )
+            if not admission.admitted:
+                self.inflight.release(lease)
         if probe and not admission.admitted:
             self.breaker.abandon_probe(caller)
         return replace(admission, probe=probe) if admission.admitted else admission
 
-    def _take_slots(self, caller: str, bulk: bool, scopes: tuple[str, ...]) -> Admission:
-        """The budget is charged first, so a job with no budget left takes no slot (and spends
-        no rate); the charge is given back when no slot comes."""
-        self._ensure_keeper()
-        charge = self.budget.charge(scopes)
-        if not isinstance(charge, Charge):
-            scope = charge.usage.scope
-            return Admission(over_budget=scope, reason=f"budget: {scope}")
-        lease = self.inflight.acquire(timeout_s=self.short_wait_s)
-        if lease is None:
-            self.budget.refund(charge.scopes)
-            return Admission(defer_s=self.short_wait_s, reason="in-flight cap reached")
-        admission = self._through_the_gate(caller, bulk)
-        if admission is not None:
-            self.inflight.release(lease)
-            self.budget.refund(charge.scopes)
-            return admission
-        return Admission(lease=lease, charged=charge.scopes, budget_crossed=charge.crossed)
+    def _refused(self, **why: object) -> Admission:
+        return replace(Admission(token_id=self.token_id), **why)  # type: ignore[arg-type]
 
     def _through_the_gate(self, caller: str, bulk: bool) -> Admission | None:
         """None when the call may go now; else why and how long the job must wait.
@@ -201,7 +208,7 @@ class Limits:
         for _ in range(GATE_ROUNDS):
             grant = self.rate.acquire(max_wait_s=self.rate_wait_s, bulk=bulk)
             if not grant.granted:
-                return Admission(defer_s=grant.wait_s, reason="rate limit")
+                return self._refused(defer_s=grant.wait_s, reason="rate limit")
             time.sleep(grant.wait_s)
             late_after_s = max(1.0 / grant.rate_per_s, LATE_FLOOR_S)
             waited_s = 0.0
@@ -217,23 +224,19 @@ class Limits:
                 if verdict.verdict == "go":
                     return None
                 if verdict.verdict == "breaker":
-                    return Admission(paused=True, reason=verdict.reason)
+                    return self._refused(paused=True, reason=verdict.reason)
                 if verdict.verdict == "paused":
-                    return Admission(defer_s=verdict.seconds, reason="provider asked to slow down")
+                    return self._refused(defer_s=verdict.seconds,
+                                         reason="provider asked to slow down")  # fmt: skip
                 if verdict.verdict != "window" or verdict.seconds > self.rate_wait_s:
                     break
                 time.sleep(verdict.seconds)
                 waited_s += verdict.seconds
-        return Admission(defer_s=self.short_wait_s, reason="rate limit")
+        return self._refused(defer_s=self.short_wait_s, reason="rate limit")
 
     def release(self, admission: Admission) -> None:
         if admission.lease is not None:
             self.inflight.release(admission.lease)
-
-    def withdraw(self, admission: Admission) -> None:
-        """An admitted call that will not be made: free its slot and give back its budget."""
-        self.release(admission)
-        self.budget.refund(admission.charged)
 
     def hold(self, admission: Admission, ttl_s: float) -> None:
         """Keep the call's in-flight slot until its callback settles it (or `ttl_s` passes)."""

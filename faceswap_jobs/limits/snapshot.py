@@ -47,6 +47,9 @@ class LimitsSnapshot:
     published: bool = True
     """The ceiling, burst and in-flight cap are what the workers published (False: no worker
     did in the last minute, and these are the reader's own settings)."""
+    weight: float = 1.0
+    retired: bool = False
+    """An operator took the token out of service (`faceswap-jobs tokens retire`)."""
 
     @property
     def pacing_per_s(self) -> float:
@@ -59,13 +62,18 @@ CONFIG_TTL_MS = 60_000
 
 
 def publish_config(
-    client: redis.Redis, keys: Keys, token_id: str, config: RateConfig, max_in_flight: int
+    client: redis.Redis,
+    keys: Keys,
+    token_id: str,
+    config: RateConfig,
+    max_in_flight: int,
+    weight: float = 1.0,
 ) -> None:
     """What this worker enforces for the token, for every reader (called every few seconds)."""
     key = keys.limits_config(token_id)
     pipe = client.pipeline(transaction=False)
     pipe.hset(key, mapping={"ceiling": config.ceiling_per_s, "burst": config.burst,
-                            "max_in_flight": max_in_flight})  # fmt: skip
+                            "max_in_flight": max_in_flight, "weight": weight})  # fmt: skip
     pipe.pexpire(key, CONFIG_TTL_MS)
     pipe.execute()
 
@@ -87,7 +95,8 @@ def read_snapshot(
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.breaker(token_id))
     pipe.zcount(keys.inflight(token_id), now, "+inf")
-    breaker, in_flight = pipe.execute()
+    pipe.sismember(keys.tokens_retired(), token_id)
+    breaker, in_flight, retired = pipe.execute()
     return LimitsSnapshot(
         token_id=token_id,
         rate_per_s=effective,
@@ -99,6 +108,8 @@ def read_snapshot(
         max_in_flight=max_in_flight,
         breaker=_breaker(breaker, now),
         published=bool(published),
+        weight=float(published.get("weight", 1.0)),
+        retired=bool(retired),
     )
 
 

@@ -34,7 +34,7 @@ from faceswap_jobs.errors import InvalidSwapRequest, ServiceUnavailableError
 from faceswap_jobs.jobs.spend import day_of, recent_calls_per_success
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits import Limits
+from faceswap_jobs.limits.roster import Roster
 from faceswap_jobs.ops.console import console, err_console, load_settings, shown
 from faceswap_jobs.producer.batch import Batch
 
@@ -114,17 +114,35 @@ def _history(settings: Settings) -> tuple[float, str, float, str]:
         client = redis_client(settings, retry_s=DRY_RUN_REDIS_RETRY_S)
         keys = Keys(settings.key_prefix)
         ratio = recent_calls_per_success(client, keys, day_of(time.time()))
-        snap = Limits.from_settings(settings, client).snapshot()
+        ceiling, tokens, published = Roster(settings, client).combined_ceiling()
     except (*OUTAGE_ERRORS, ServiceUnavailableError):
-        own = f"{share} FACESWAP_RATE_PER_S {settings.rate_per_s:g}/s; Redis out of reach"
-        return 1.0, "Redis out of reach: no history", settings.rate_per_s * bulk_share, own
+        return _offline_history(settings, share, bulk_share)
     ratio_from = "the last 7 days' calls" if ratio is not None else "no calls in the last 7 days"
-    if snap.published:
-        rate_from = f"{share} the {snap.ceiling_per_s:g}/s ceiling the workers publish"
+    pool = f"{tokens} token(s) in service" if tokens != 1 else "the token"
+    if published:
+        rate_from = f"{share} the {ceiling:g}/s ceiling the workers publish for {pool}"
     else:
-        rate_from = (f"{share} FACESWAP_RATE_PER_S {snap.ceiling_per_s:g}/s: no worker "
+        rate_from = (f"{share} {ceiling:g}/s from this shell's settings for {pool}: no worker "
                      "published its limits in the last minute")  # fmt: skip
-    return ratio or 1.0, ratio_from, snap.ceiling_per_s * bulk_share, rate_from
+    return ratio or 1.0, ratio_from, ceiling * bulk_share, rate_from
+
+
+def _offline_history(
+    settings: Settings, share: str, bulk_share: float
+) -> tuple[float, str, float, str]:
+    """Redis out of reach: no history, and the rate this shell's own settings give."""
+    try:
+        own_pool = settings.token_pool()
+    except ValueError:
+        own_pool = ()
+    if len(own_pool) > 1:
+        rate = settings.pool_rate_per_s(own_pool)
+        own = f"{share} {rate:g}/s for the {len(own_pool)} tokens of this shell's pool"
+    else:
+        rate = settings.rate_per_s
+        own = f"{share} FACESWAP_RATE_PER_S {rate:g}/s"
+    own += "; Redis out of reach"
+    return 1.0, "Redis out of reach: no history", rate * bulk_share, own
 
 
 def _backfill(settings: Settings, file: Path, batch: str, rejects_path: Path) -> None:

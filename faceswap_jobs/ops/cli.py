@@ -18,7 +18,8 @@ from faceswap_jobs.connections import OUTAGE_ERRORS, redis_client, unavailable
 from faceswap_jobs.errors import FaceSwapError, InvalidSwapRequest, ServiceUnavailableError
 from faceswap_jobs.jobs.parking import ParkingLot
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits import Limits
+from faceswap_jobs.limits import LimitsSnapshot
+from faceswap_jobs.limits.roster import Roster
 from faceswap_jobs.models import JobRecord, JobState
 from faceswap_jobs.ops.batch_cli import backfill_command, batch_app
 from faceswap_jobs.ops.budget_cli import budget_app
@@ -34,6 +35,7 @@ from faceswap_jobs.ops.console import (
 )
 from faceswap_jobs.ops.dlq_cli import dlq_app
 from faceswap_jobs.ops.spend_cli import spend_command
+from faceswap_jobs.ops.tokens_cli import TOKEN_ID, tokens_app
 
 SCRAPE_REDIS_RETRY_S = 2.0
 """A scrape waits this long for Redis, well inside Prometheus's usual 10-s scrape timeout."""
@@ -46,6 +48,7 @@ app.add_typer(batch_app, name="batch")
 app.add_typer(budget_app, name="budget")
 app.add_typer(check_app, name="check")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(tokens_app, name="tokens")
 app.command("spend")(spend_command)
 
 
@@ -239,11 +242,14 @@ def _print_record(record: JobRecord) -> None:
         summary.add_row("waiting for", shown(record.wait_reason))
     console.print(summary)
     if record.history:
-        table = Table("#", "outcome", "counted", "error", "trace_id", "waited before the next")
+        table = Table(
+            "#", "token", "outcome", "counted", "error", "trace_id", "waited before the next"
+        )
         for attempt in record.history:
             err = attempt.error or {}
             table.add_row(
                 str(attempt.number),
+                shown(attempt.token_id or "-"),
                 shown(attempt.outcome),
                 "yes" if attempt.counted else "no",
                 shown(f"{err.get('status') or ''} {err.get('code') or ''}".strip() or "-"),
@@ -253,24 +259,49 @@ def _print_record(record: JobRecord) -> None:
         console.print(table)
 
 
-def _limits(settings: Settings) -> tuple[Limits, ParkingLot, redis.Redis]:
+def _roster(settings: Settings) -> tuple[Roster, ParkingLot, redis.Redis]:
     client = redis_client(settings)
-    return (
-        Limits.from_settings(settings, client),
-        ParkingLot(client, Keys(settings.key_prefix)),
-        client,
-    )
+    return Roster(settings, client), ParkingLot(client, Keys(settings.key_prefix)), client
+
+
+TokenOption = Annotated[
+    list[str] | None,
+    typer.Option("--token", help="a token's id (as `limits` shows it); repeatable; default: all"),
+]
+
+
+def _chosen(roster: Roster, tokens: list[str] | None) -> list[str]:
+    """The ids named, each checked; none named: every token of the pool."""
+    if not tokens:
+        return roster.token_ids()
+    for tid in tokens:
+        if not TOKEN_ID.fullmatch(tid):
+            err_console.print(Text.assemble(("not a token id (16 hex digits): ", "red"),
+                                            shown(tid)))  # fmt: skip
+            raise typer.Exit(2)
+    return tokens
 
 
 @app.command("limits")
 def show_limits() -> None:
-    """Show the token's effective rate, pause, in-flight calls, breaker and waiting jobs."""
+    """Show each token's effective rate, pause, in-flight calls and breaker, and waiting jobs."""
     settings = load_settings()
-    lim, lot, client = _limits(settings)
-    snap = lim.snapshot()
+    roster, lot, client = _roster(settings)
+    for snap in roster.snapshots():
+        console.print(_token_grid(snap))
     parked, paused = lot.counts()
     table = Table.grid(padding=(0, 2))
-    table.add_row("token", snap.token_id + "  (sha256 prefix)")
+    table.add_row("waiting jobs", f"{parked} parked, {paused} paused by the breaker")
+    for name in (settings.interactive_queue, settings.bulk_queue):
+        table.add_row(f"queue {name}", str(client.llen(name)))
+    console.print(table)
+
+
+def _token_grid(snap: LimitsSnapshot) -> Table:
+    table = Table.grid(padding=(0, 2))
+    service = "retired (`faceswap-jobs tokens restore` brings it back)" if snap.retired else (
+        "in service")  # fmt: skip
+    table.add_row("token", f"{snap.token_id}  (sha256 prefix), weight {snap.weight:g}, {service}")
     table.add_row(
         "rate",
         f"{snap.pacing_per_s:.2f}/s effective ({snap.rate_per_s:.2f}/s over a "
@@ -300,29 +331,34 @@ def show_limits() -> None:
             Text.assemble((breaker.state, "red"), shown(f": {breaker.code} {breaker.reason}"),
                           f" ({detail})"),
         )  # fmt: skip
-    table.add_row("waiting jobs", f"{parked} parked, {paused} paused by the breaker")
-    for name in (settings.interactive_queue, settings.bulk_queue):
-        table.add_row(f"queue {name}", str(client.llen(name)))
-    console.print(table)
+    return table
 
 
 @app.command()
-def pause(reason: Annotated[str, typer.Option(help="shown to everyone")] = "operator") -> None:
-    """Stop all calls with this token; jobs wait, nothing fails, until `resume`."""
-    lim, _, _ = _limits(load_settings())
-    lim.pause(reason)
-    console.print(Text.assemble(f"token {lim.token_id} paused: ", shown(reason)))
+def pause(
+    reason: Annotated[str, typer.Option(help="shown to everyone")] = "operator",
+    token: TokenOption = None,
+) -> None:
+    """Stop all calls with the pool's tokens (or the --token ones); jobs wait, nothing fails,
+    until `resume`."""
+    roster, _, _ = _roster(load_settings())
+    for tid in _chosen(roster, token):
+        roster.limits(tid).pause(reason)
+        console.print(Text.assemble(f"token {tid} paused: ", shown(reason)))
 
 
 @app.command()
-def resume() -> None:
-    """Close the token's breaker (operator pause or auth trip) and release its waiting jobs."""
-    lim, lot, _ = _limits(load_settings())
-    lim.resume()
+def resume(token: TokenOption = None) -> None:
+    """Close the tokens' breakers (operator pause or auth trip; default: every token's) and
+    release the waiting jobs."""
+    roster, lot, _ = _roster(load_settings())
+    chosen = _chosen(roster, token)
+    for tid in chosen:
+        roster.limits(tid).resume()
     released = 0
     while moved := lot.release_paused(1000):
         released += moved
-    console.print(f"token {lim.token_id} resumed; {released} paused job(s) released")
+    console.print(f"token {', '.join(chosen)} resumed; {released} paused job(s) released")
 
 
 @app.command()
@@ -355,9 +391,9 @@ def metrics(
     settings = load_settings(service=True).model_copy(
         update={"redis_retry_s": SCRAPE_REDIS_RETRY_S}
     )
-    lim, lot, client = _limits(settings)
+    roster, lot, client = _roster(settings)
     registry = CollectorRegistry()
-    registry.register(RedisStatsCollector(settings, client, lim, lot))
+    registry.register(RedisStatsCollector(settings, client, roster, lot))
     use_log_format(settings)
     server = serve_metrics(registry, redis_answers(client), address, port)
     console.print(f"metrics on http://{address}:{port}/metrics (and /healthz, /readyz)")

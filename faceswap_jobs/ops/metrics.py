@@ -27,16 +27,16 @@ from faceswap_jobs.jobs.spend import billed_counters
 from faceswap_jobs.jobs.store import job_store
 from faceswap_jobs.jobs.waits import oldest_ready_at
 from faceswap_jobs.keys import Keys
-from faceswap_jobs.limits import Limits
+from faceswap_jobs.limits.roster import Roster
 
 BREAKER_STATES = {"closed": 0, "open": 1, "half_open": 2}
 
 
 class RedisStatsCollector(Collector):
     def __init__(
-        self, settings: Settings, client: redis.Redis, limits: Limits, parking: ParkingLot
+        self, settings: Settings, client: redis.Redis, roster: Roster, parking: ParkingLot
     ) -> None:
-        self.settings, self._r, self._limits, self._parking = settings, client, limits, parking
+        self.settings, self._r, self._roster, self._parking = settings, client, roster, parking
         self._keys = Keys(settings.key_prefix)
         self._histograms = Histograms(client, settings.key_prefix, ttl_s=settings.job_ttl_s)
         self._store = job_store(settings, client)
@@ -94,26 +94,29 @@ class RedisStatsCollector(Collector):
         yield billed
 
     def _limit_gauges(self) -> Iterator[GaugeMetricFamily]:
-        snap = self._limits.snapshot()
-        for name, doc, value in (
-            ("faceswap_rate_effective_per_second", "Calls/s the token paces at", snap.pacing_per_s),
-            (
-                "faceswap_rate_window_margin_seconds",
-                "Widening of the held window",
-                snap.window_margin_s,
-            ),
-            ("faceswap_rate_ceiling_per_second", "Configured rate ceiling", snap.ceiling_per_s),
-            ("faceswap_rate_paused_seconds", "Seconds the token stays paused", snap.paused_for_s),
-            ("faceswap_in_flight", "Calls in flight for the token", snap.in_flight),
-            ("faceswap_in_flight_cap", "Cap on calls in flight", snap.max_in_flight),
-            (
-                "faceswap_breaker_state",
-                "0 closed, 1 open, 2 half-open",
-                BREAKER_STATES.get(snap.breaker.state, 1),
-            ),
-        ):
+        """One series per token of the pool (`token` is its id, a hash)."""
+        snaps = self._roster.snapshots()
+        for name, doc, value_of in (
+            ("faceswap_rate_effective_per_second", "Calls/s the token paces at",
+             lambda s: s.pacing_per_s),
+            ("faceswap_rate_window_margin_seconds", "Widening of the held window",
+             lambda s: s.window_margin_s),
+            ("faceswap_rate_ceiling_per_second", "Configured rate ceiling",
+             lambda s: s.ceiling_per_s),
+            ("faceswap_rate_paused_seconds", "Seconds the token stays paused",
+             lambda s: s.paused_for_s),
+            ("faceswap_in_flight", "Calls in flight for the token", lambda s: s.in_flight),
+            ("faceswap_in_flight_cap", "Cap on calls in flight", lambda s: s.max_in_flight),
+            ("faceswap_breaker_state", "0 closed, 1 open, 2 half-open",
+             lambda s: BREAKER_STATES.get(s.breaker.state, 1)),
+            ("faceswap_token_weight", "The token's share of the work in its pool",
+             lambda s: s.weight),
+            ("faceswap_token_retired", "1 when an operator took the token out of service",
+             lambda s: int(s.retired)),
+        ):  # fmt: skip
             gauge = GaugeMetricFamily(name, doc, labels=["token"])
-            gauge.add_metric([snap.token_id], float(value))
+            for snap in snaps:
+                gauge.add_metric([snap.token_id], float(value_of(snap)))
             yield gauge
 
     def _budget_gauges(self) -> Iterator[GaugeMetricFamily]:
@@ -129,7 +132,7 @@ class RedisStatsCollector(Collector):
             "faceswap_budget_waiting_jobs", "Jobs paused until a scope has room", labels=["scope"]
         )
         queues = (self.settings.interactive_queue, self.settings.bulk_queue)
-        for usage in self._limits.budget.usage([f"queue:{name}" for name in queues]):
+        for usage in self._roster.budget.usage([f"queue:{name}" for name in queues]):
             spent.add_metric([usage.scope], usage.spent)
             waiting.add_metric([usage.scope], usage.waiting)
             if usage.cap is not None:

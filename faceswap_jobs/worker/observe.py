@@ -107,6 +107,8 @@ def job_fields(
         fields["batch"] = record.batch
     if attempt is not None:
         fields["attempt"] = attempt.number
+        if attempt.token_id:
+            fields["token"] = attempt.token_id
     task_id = api_task_id or (attempt.api_task_id if attempt else None) or record.api_task_id
     if task_id:
         fields["api_task_id"] = task_id

@@ -84,8 +84,8 @@ class Scheduler:
                 self._send(record)
 
     def _release_paused(self) -> None:
-        """Jobs paused by the breaker go when it closes (one as the probe when its cool-down is
-        over); jobs paused by a budget wait in sets of their own, and go as it gets room."""
+        """Jobs paused by the breakers go when one closes (one job as the probe when a cool-down
+        is over); jobs paused by a budget wait in sets of their own, and go as it gets room."""
         for scope, released in self.rt.limits.budget.release(BATCH).items():
             if released:
                 log.info("budget %s has room: %d paused job(s) go back to their queue", scope,
@@ -93,14 +93,12 @@ class Scheduler:
         _, paused = self.rt.parking.counts()
         if not paused:
             return
-        breaker = self.rt.limits.snapshot().breaker
-        if breaker.closed:
+        state = self.rt.limits.release_state()
+        if state == "all":
             released = self.rt.parking.release_paused(BATCH)
-            log.info("breaker closed: %d paused job(s) go back to their queue", released)
-            return
-        if breaker.manual or breaker.state != "open":
-            return
-        if breaker.probe_in_s <= 0:
+            log.info("a token's breaker is closed: %d paused job(s) go back to their queue",
+                     released)  # fmt: skip
+        elif state == "probe":
             self.rt.parking.release_paused(1)
             log.info("breaker cool-down over: one paused job goes as the probe")
 

@@ -33,7 +33,7 @@ from faceswap_jobs.jobs.transitions import Ending
 from faceswap_jobs.limits import Admission
 from faceswap_jobs.limits.budget import Usage, job_scopes
 from faceswap_jobs.models import Attempt, JobRecord, JobState, SwapRequest, SwapResult
-from faceswap_jobs.policy import Action, next_step
+from faceswap_jobs.policy import Action, Decision, next_step
 from faceswap_jobs.validation import BATCH_NAME, check_metadata
 from faceswap_jobs.worker.deadline import expire_if_late
 from faceswap_jobs.worker.observe import (
@@ -143,11 +143,8 @@ def _internal_message(rt: Runtime, exc: Exception) -> str:
     """`unexpected TypeName: text` with the text bounded, printable and without the secrets the
     worker holds (or anything shaped like one): it is stored, exported and shown."""
     text = str(exc)
-    secrets = (rt.settings.api_token, rt.settings.webhook_secret)
-    for secret in secrets:
-        value = secret.get_secret_value() if secret is not None else ""
-        if value:
-            text = text.replace(value, "***")
+    for secret in rt.held_secrets():
+        text = text.replace(secret, "***")
     for pattern, replacement in _SECRET_SHAPES:
         text = pattern.sub(replacement, text)
     text = "".join(ch if ch.isprintable() else " " for ch in text[: _INTERNAL_TEXT_CHARS * 2])
@@ -328,15 +325,18 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
     for crossed in admission.budget_crossed:
         _announce_budget(task, crossed)
     if late := expire_if_late(rt, record):
-        rt.limits.withdraw(admission)
-        if admission.probe:
-            rt.limits.breaker.abandon_probe(holder)
+        rt.limits.withdraw(admission, holder)
         raise late
     callback_base, secret = rt.settings.callback_base_url, rt.settings.webhook_secret
     submission = new_submission() if callback_base and secret else None
     attempt = Attempt(
-        number=record.calls + 1, started_at=time.time(), worker=_HOST, submission=submission
+        number=record.calls + 1,
+        started_at=time.time(),
+        worker=_HOST,
+        submission=submission,
+        token_id=admission.token_id,
     )
+    api = rt.client_for(admission.token_id)
     rt.jobs.start_attempt(job_id, attempt)
     attempt_started(record, attempt)
     timing = CallTiming()
@@ -347,9 +347,9 @@ def _call_under_lease(task: Task, rt: Runtime, job_id: str, holder: str) -> dict
                     ticket = ticket_for(job_id, submission, rt.settings.callback_wait_s,
                                         time.time())  # fmt: skip
                     url = callback_url(callback_base, secret.get_secret_value(), ticket)
-                    api_task_id = rt.client.submit(record.request, url)
+                    api_task_id = api.submit(record.request, url)
                 else:
-                    result = rt.client.swap(record.request)
+                    result = api.swap(record.request)
         except SoftTimeLimitExceeded:
             raise AmbiguousCallError(
                 "the soft time limit stopped this call; it may have been billed",
@@ -380,7 +380,8 @@ def _end_succeeded(
 ) -> None:
     rt.limits.release(admission)
     rt.limits.on_success(admission)
-    rt.jobs.end_attempt(job_id, done, Ending(JobState.SUCCEEDED, "succeeded", result=result))
+    ending = Ending(JobState.SUCCEEDED, "succeeded", result=result, token_id=admission.token_id)
+    rt.jobs.end_attempt(job_id, done, ending)
 
 
 def _await_callback(
@@ -396,7 +397,7 @@ def _await_callback(
     wait_s = rt.settings.callback_wait_s
     rt.limits.hold(admission, wait_s + LEASE_MARGIN_S)
     if rt.jobs.accept(
-        record.id, attempt, api_task_id, wait_s, admission.lease or "", rt.limits.token_id
+        record.id, attempt, api_task_id, wait_s, admission.lease or "", admission.token_id
     ):
         log.info("job %s accepted as API task %s; waiting for its callback", record.id, api_task_id,
                  extra=job_fields(record, attempt, api_task_id=api_task_id))  # fmt: skip
@@ -424,14 +425,15 @@ def _close_interrupted_call(rt: Runtime, record: JobRecord) -> JobRecord:
     closed = record.history[-1].model_copy(
         update={"ended_at": now, "outcome": "interrupted", "error": lost.to_dict()}
     )
+    token = closed.token_id or ""
     if step.decision.action is Action.FAIL:
         rt.jobs.end_attempt(record.id, closed, Ending(JobState.FAILED, "interrupted",
-                            error=lost.to_dict(), failure_reason=step.decision.reason))  # fmt: skip
+                            error=lost.to_dict(), failure_reason=step.decision.reason,
+                            token_id=token))  # fmt: skip
         log.warning("job %s failed: %s (%s)", record.id, lost, step.decision.reason)
         raise lost
-    rt.jobs.end_attempt(
-        record.id, closed, Ending(JobState.RETRY_WAIT, "interrupted", error=lost.to_dict())
-    )
+    rt.jobs.end_attempt(record.id, closed, Ending(JobState.RETRY_WAIT, "interrupted",
+                        error=lost.to_dict(), token_id=token))  # fmt: skip
     log.warning("job %s: previous call was interrupted (%s); calling again", record.id, lost.code)
     return record.model_copy(update={"attempts": record.attempts + 1})
 
@@ -478,7 +480,7 @@ def _after_failure(
     A token failure opens the breaker before anything else: every round trip before it is time
     in which other threads' calls still pass the last check."""
     if exc.opens_breaker:
-        rt.limits.on_token_failure(exc.message, exc.code)
+        rt.limits.on_token_failure(admission, exc.message, exc.code)
     rt.limits.release(admission)
     if isinstance(exc, RateLimitedError):
         rt.limits.on_rate_limited(admission, exc.retry_after_s)
@@ -487,6 +489,8 @@ def _after_failure(
     now = time.time()
     step = next_step(exc, record, now=now, config=rt.retry, rng=rt.rng)
     decision = step.decision
+    if decision.action is Action.PAUSE and rt.limits.usable_besides(admission.token_id):
+        decision = Decision(Action.RETRY, delay_s=0.0, reason="another token takes the job")
     retrying = decision.action in (Action.RETRY, Action.DEFER)
     closed = attempt.model_copy(
         update={
@@ -497,20 +501,22 @@ def _after_failure(
             "delay_s": decision.delay_s if retrying else None,
         }
     )
-    error, counted = exc.to_dict(), step.counted
+    error, counted, token = exc.to_dict(), step.counted, admission.token_id
     if decision.action is Action.FAIL:
         rt.jobs.end_attempt(record.id, closed, Ending(JobState.FAILED, closed.outcome, error=error,
-                            counted=counted, failure_reason=decision.reason))  # fmt: skip
+                            counted=counted, failure_reason=decision.reason,
+                            token_id=token))  # fmt: skip
         log.warning("job %s failed: %s (%s)", record.id, exc, decision.reason,
                     extra=job_fields(record, attempt, error=exc))  # fmt: skip
         return
     if decision.action is Action.PAUSE:
         rt.jobs.end_attempt(record.id, closed, Ending(JobState.PAUSED, closed.outcome, error=error,
-                            counted=counted, wait_reason=decision.reason))  # fmt: skip
+                            counted=counted, wait_reason=decision.reason,
+                            token_id=token))  # fmt: skip
         task.send_event("task-retried", exception=f"paused: {decision.reason}", traceback="")
         raise Ignore()
     rt.jobs.end_attempt(record.id, closed, Ending(JobState.RETRY_WAIT, closed.outcome, error=error,
-                        counted=counted))  # fmt: skip
+                        counted=counted, token_id=token))  # fmt: skip
     level = logging.INFO if decision.action is Action.DEFER else logging.WARNING
     log.log(level, "job %s: %s; %s in %.2fs", record.id, exc, decision.action, decision.delay_s,
             extra=job_fields(record, attempt, error=exc))  # fmt: skip

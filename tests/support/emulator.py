@@ -43,6 +43,11 @@ class Emulator:
             "latency_min_s": 60.0,
             "latency_max_s": 120.0,
             "rules": [],
+            "tokens": [API_TOKEN],
+            "expired_tokens": [],
+            "used_up_tokens": [],
+            "disabled_tokens": [],
+            "token_rates": {},
         }
         self.configure(**{**defaults, **config})
 
