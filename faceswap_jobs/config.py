@@ -289,7 +289,8 @@ class Settings(BaseSettings):
     """threads, prefork or solo."""
     worker_concurrency: int | None = Field(default=None, ge=1, le=5000, examples=[32])
     """Calls in flight per worker (threads, or processes with prefork); 1..5000. Unset: sized
-    from FACESWAP_MAX_IN_FLIGHT (at most 32 in callback mode; see `Settings.concurrency`)."""
+    from FACESWAP_MAX_IN_FLIGHT, or the sum of a pool's caps (at most 32 in callback mode; see
+    `Settings.concurrency`)."""
     interactive_queue: str = "faceswap.interactive"
     """Celery queue of interactive jobs."""
     bulk_queue: str = "faceswap.bulk"
@@ -451,7 +452,17 @@ class Settings(BaseSettings):
             return self.worker_concurrency
         if self.callback_base_url is not None:
             return min(self.max_in_flight, CALLBACK_MODE_THREADS)
-        return min(self.max_in_flight, MAX_SYNC_THREADS)
+        return min(self.pool_in_flight, MAX_SYNC_THREADS)
+
+    @property
+    def pool_in_flight(self) -> int:
+        """Calls the tokens may have in flight together: a pool's caps add up (its tokens file as
+        it reads now; FACESWAP_MAX_IN_FLIGHT when it cannot be read)."""
+        try:
+            tokens = self.token_pool()
+        except ValueError:
+            return self.max_in_flight
+        return sum(token.max_in_flight or self.max_in_flight for token in tokens)
 
     @property
     def rate_wait_s(self) -> float:

@@ -78,6 +78,14 @@ def test_settings_take_the_pool_from_the_environment_as_json(
     assert "the same token twice" in str(caught.value) and TOKEN_A not in str(caught.value)
 
 
+def test_a_sync_worker_has_a_thread_for_every_call_the_pool_may_have_in_flight() -> None:
+    pool = Settings(api_tokens=[{"token": TOKEN_A, "max_in_flight": 40}, TOKEN_B],  # type: ignore[list-item]
+                    max_in_flight=64)  # fmt: skip
+    assert (pool.pool_in_flight, pool.concurrency) == (104, 104)
+    assert Settings(max_in_flight=64).concurrency == 64
+    assert pool.model_copy(update={"worker_concurrency": 8}).concurrency == 8
+
+
 def test_one_place_names_the_tokens(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="set one of api_tokens, api_token"):
         Settings(api_tokens=[TOKEN_A], api_token=SecretStr(TOKEN_B))  # type: ignore[arg-type]
