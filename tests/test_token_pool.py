@@ -186,6 +186,16 @@ def _tokens_in_records(records: list[JobRecord]) -> collections.Counter[str | No
     return collections.Counter(a.token_id for r in records for a in r.history)
 
 
+def _spend_by_token(stack: Stack) -> collections.defaultdict[str, dict[str, int]]:
+    """`faceswap-jobs spend --json`, per token (a token with no call yet reads zero)."""
+    report = json.loads(stack.cli("spend", "--json", **QUEUES))["by_token"]
+    spent: collections.defaultdict[str, dict[str, int]] = collections.defaultdict(
+        lambda: {"calls": 0, "billed": 0}
+    )
+    spent.update(report)
+    return spent
+
+
 def test_calls_spread_by_weight_while_every_token_has_room(pool: Stack, emulator: Emulator) -> None:
     """Two tokens far from their limits, weights 3 and 1: about three calls in four go with the
     first, and every record names the token the ledger saw."""
@@ -237,9 +247,11 @@ def test_a_revoked_token_drops_out_and_comes_back(pool: Stack, emulator: Emulato
         [TOKEN_A, TOKEN_B], FACESWAP_BREAKER_COOLDOWN_S="0.5",
         FACESWAP_BREAKER_MAX_COOLDOWN_S="1"))  # fmt: skip
     emulator.configure(used_up_tokens=[TOKEN_A])
+    spent_before = _spend_by_token(pool)
     tag = unique_tag()
     jobs = pool.submit_tagged(tag, 60)
     records = pool.wait_finished([job.id for job in jobs])
+    spent = _spend_by_token(pool)
 
     calls = emulator.calls_for(tag)
     assert collections.Counter(r.state for r in records) == {JobState.SUCCEEDED: 60}
@@ -253,6 +265,9 @@ def test_a_revoked_token_drops_out_and_comes_back(pool: Stack, emulator: Emulato
         assert (first.token_id, first.outcome, first.counted) == (ID_A, "retry", False)
         assert (last.token_id, last.outcome) == (ID_B, "succeeded")
     assert sum(r.attempts for r in records) == 60
+    assert spent[ID_A]["calls"] - spent_before[ID_A]["calls"] == len(refused)
+    assert spent[ID_A]["billed"] == spent_before[ID_A]["billed"]
+    assert spent[ID_B]["billed"] - spent_before[ID_B]["billed"] == 60
 
     emulator.configure(used_up_tokens=[])
     tag = unique_tag()
