@@ -36,25 +36,34 @@ class Emulator:
         retry_after_s: float = 1.0,
         rules: Sequence[Mapping[str, Any]] = (),
         latency_s: float = 0.0,
+        token_rates: Mapping[str, float | None] | None = None,
+        used_up_tokens: Sequence[str] = (),
     ) -> None:
         """Forget calls, rules and limiter state, then set every setting a bench may have changed.
 
         `POST /_emulator/reset` keeps the configuration, so each setting is written back
         whatever the previous run left: `rate_per_s` None means no limit, `burst` None one
-        second's worth (a sliding window ignores it), `rules` the scripted answers.
+        second's worth (a sliding window ignores it), `rules` the scripted answers,
+        `token_rates` each named token's own rate (the others keep `rate_per_s`) and
+        `used_up_tokens` the tokens answered 403 used_up.
         """
         requests.post(f"{self.base_url}/_emulator/reset", timeout=5).raise_for_status()
-        config = {
-            "rate_per_s": rate_per_s,
-            "burst": burst,
-            "rate_window": rate_window,
-            "fault_429": fault_429,
-            "retry_after_s": retry_after_s,
-            "rules": list(rules),
-            "latency_min_s": latency_s,
-            "latency_max_s": latency_s,
-        }
-        response = requests.put(f"{self.base_url}/_emulator/config", json=config, timeout=5)
+        self.configure(
+            rate_per_s=rate_per_s,
+            burst=burst,
+            rate_window=rate_window,
+            fault_429=fault_429,
+            retry_after_s=retry_after_s,
+            rules=list(rules),
+            latency_min_s=latency_s,
+            latency_max_s=latency_s,
+            token_rates=dict(token_rates or {}),
+            used_up_tokens=list(used_up_tokens),
+        )
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings of the running emulator (`PUT /_emulator/config`), all or nothing."""
+        response = requests.put(f"{self.base_url}/_emulator/config", json=changes, timeout=5)
         response.raise_for_status()
 
     def ledger(self) -> list[dict[str, Any]]:
@@ -67,12 +76,21 @@ class Emulator:
 
 
 @contextlib.contextmanager
-def emulator(token: str, *, rate_per_s: float, burst: int, logs: Path) -> Iterator[Emulator]:
-    """The emulator with near-zero latency (a call costs a few ms) and a per-token rate limit."""
+def emulator(
+    token: str,
+    *,
+    rate_per_s: float,
+    burst: int,
+    logs: Path,
+    more_tokens: Sequence[str] = (),
+) -> Iterator[Emulator]:
+    """The emulator with near-zero latency (a call costs a few ms) and a per-token rate limit,
+    accepting `token` and `more_tokens` (a pool's)."""
     port = free_port()
+    tokens = ",".join([token, *more_tokens])
     argv = python_module(
         "faceswap_jobs.emulator",
-        *["--port", str(port), "--tokens", token, "--seed", "1", "--image-size", "64"],
+        *["--port", str(port), "--tokens", tokens, "--seed", "1", "--image-size", "64"],
         *["--latency-min-s", "0", "--latency-max-s", "0"],
         *["--rate-per-s", f"{rate_per_s:g}", "--burst", str(burst)],
     )
