@@ -54,12 +54,14 @@ class Keys:
 
     def tokens_retired(self) -> str:
         """Set of token ids an operator took out of service (`faceswap-jobs tokens retire`):
-        no worker starts a call with them until `tokens restore`."""
+        no worker starts a call with them until `tokens restore`. Kept without expiry, like a
+        budget's cap: an operator's decision does not lapse."""
         return f"{self.prefix}:tokens:retired"
 
     def tokens_seen(self) -> str:
         """Sorted set of token ids a worker holds, scored by when one last said so (Redis
-        time): how operator commands learn the pool without holding a token."""
+        time): how operator commands learn the pool without holding a token. It expires a
+        minute after the last worker said so."""
         return f"{self.prefix}:tokens:seen"
 
     def breaker(self, token_id: str) -> str:

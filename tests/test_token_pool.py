@@ -165,7 +165,8 @@ def pool(stack: Stack, emulator: Emulator) -> Iterator[Stack]:
     stack.reset_limits()
     emulator.reset(tokens=[API_TOKEN, TOKEN_A, TOKEN_B, TOKEN_C], latency_min_s=0.0,
                    latency_max_s=0.0)  # fmt: skip
-    stack.producer.redis.delete(Keys(stack.producer.settings.key_prefix).tokens_retired())
+    keys = Keys(stack.producer.settings.key_prefix)
+    stack.producer.redis.delete(keys.tokens_retired(), keys.tokens_seen())
     try:
         yield stack
     finally:

@@ -241,6 +241,7 @@ class TokenPool:
         for m in members:
             pipe.zadd(self._keys.tokens_seen(), {m.id: seconds})
         pipe.zremrangebyscore(self._keys.tokens_seen(), "-inf", seconds - SEEN_TTL_S)
+        pipe.expire(self._keys.tokens_seen(), int(SEEN_TTL_S))
         pipe.execute()
         for m in members:
             m.limits.publish(weight=m.token.weight)

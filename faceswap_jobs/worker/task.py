@@ -13,6 +13,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from celery import Task, shared_task
@@ -104,7 +105,7 @@ def _end_poisoned(task: Task, job_id: Any, origin: Any, exc: Exception) -> FaceS
     A message naming no job we know is acknowledged and logged once; a batch row's counters
     still move (`started`, `failed`) so the batch does not wait for it forever."""
     rt = runtime_for(task.app)
-    error = FaceSwapError(_internal_message(rt, exc), None, "internal_error")
+    error = FaceSwapError(_internal_message(rt.held_secrets(), exc), None, "internal_error")
     if not _usable_job_id(job_id):
         log.error("dropped a message with no usable job id: %s", error.message)
         return error
@@ -139,11 +140,11 @@ _SECRET_SHAPES = (
 """Credentials in URLs and `token=...`-shaped text, which an exception's text may carry."""
 
 
-def _internal_message(rt: Runtime, exc: Exception) -> str:
-    """`unexpected TypeName: text` with the text bounded, printable and without the secrets the
-    worker holds (or anything shaped like one): it is stored, exported and shown."""
+def _internal_message(secrets: Sequence[str], exc: Exception) -> str:
+    """`unexpected TypeName: text` with the text bounded, printable and without `secrets` (the
+    ones the worker holds) or anything shaped like one: it is stored, exported and shown."""
     text = str(exc)
-    for secret in rt.held_secrets():
+    for secret in secrets:
         text = text.replace(secret, "***")
     for pattern, replacement in _SECRET_SHAPES:
         text = pattern.sub(replacement, text)
