@@ -19,14 +19,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from faceswap_jobs.callbacks.signing import Ticket, callback_url, new_submission, ticket_for
+from faceswap_jobs.config import token_hash
 from faceswap_jobs.limits.roster import Roster
 from faceswap_jobs.models import JobState
 from faceswap_jobs.ops.sandbox import ManagedProcess, free_port, http_ok, python_module, wait_until
-from tests.support.emulator import Emulator
+from faceswap_jobs.producer.submit import Producer
+from tests.support.emulator import API_TOKEN, Emulator
 from tests.support.hostile import BODIES, fuzz
 from tests.support.jobs import running_job, unique_tag
 from tests.support.redis import redis_dump
-from tests.support.stack import Stack
+from tests.support.stack import Stack, own_queues
 
 if TYPE_CHECKING:
     from faceswap_jobs.worker.runtime import Runtime
@@ -437,3 +439,43 @@ def test_the_webhook_secret_appears_nowhere(
     assert "callback_url" in places["emulator ledger"]
     for place, text in places.items():
         assert SECRET not in text, f"the webhook secret leaked into the {place}"
+
+
+def test_a_pool_in_callback_mode_frees_the_slot_of_the_token_that_called(
+    stack: Stack, receiver: Receiver, fresh: Emulator, redis_client: redis.Redis
+) -> None:
+    """Two tokens, callback mode: each call's token is recorded when the API accepts it, and
+    the callback frees that token's in-flight slot, not another's."""
+    pool = ["cb-pool-token-a-4e2f", "cb-pool-token-b-8a61"]
+    fresh.configure(tokens=[API_TOKEN, *pool], latency_min_s=0.0, latency_max_s=0.0)
+    queues = own_queues("callbacks-pool")
+    update = {"interactive_queue": queues["FACESWAP_INTERACTIVE_QUEUE"],
+              "bulk_queue": queues["FACESWAP_BULK_QUEUE"]}  # fmt: skip
+    producer = Producer(stack.producer.settings.model_copy(update=update))
+    env = {
+        "FACESWAP_CALLBACK_BASE_URL": receiver.base_url,
+        "FACESWAP_WEBHOOK_SECRET": SECRET,
+        "FACESWAP_API_TOKEN": "emulator-token",
+        "FACESWAP_API_TOKENS": json.dumps(pool),
+    }
+    process = stack.start_worker("callbacks-pool", "--concurrency=4", **env, **queues)
+    try:
+        tag = unique_tag()
+        jobs = [producer.submit_swap(fresh.sample("astronaut.png", f"{tag}-{i}"), fresh.sample())
+                for i in range(20)]  # fmt: skip
+        for job in jobs:
+            job.result(timeout=60)
+    finally:
+        stack.workers.remove(process)
+        process.stop(grace_s=15.0)
+
+    calls = fresh.calls_for(tag)
+    assert collections.Counter(c["outcome"] for c in calls) == {"accepted": 20}
+    by_task = {c["task_id"]: c["token_hash"] for c in calls}
+    records = [job.record() for job in jobs]
+    assert all(r.state is JobState.SUCCEEDED and r.calls == 1 for r in records)
+    assert {r.api_task_id: r.history[0].token_id for r in records} == by_task
+    assert set(by_task.values()) == {token_hash(t) for t in pool}
+    prefix = stack.producer.settings.key_prefix
+    for token in pool:
+        assert redis_client.zcard(f"{prefix}:inflight:{token_hash(token)}") == 0
