@@ -40,7 +40,7 @@ QUEUES = own_queues("monitoring")
 INTERACTIVE = QUEUES["FACESWAP_INTERACTIVE_QUEUE"]
 PROMQL_WORDS = {
     "sum", "by", "rate", "histogram_quantile", "clamp_min", "max", "min", "and", "or", "unless",
-    "delta", "le", "on", "without", "increase", "avg", "count", "offset", "bool",
+    "delta", "le", "on", "without", "increase", "avg", "count", "offset", "bool", "absent",
 }  # fmt: skip
 """PromQL functions, keywords and the `le` label: identifiers in an expression that are no
 metric."""
