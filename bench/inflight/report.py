@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from rich.console import Console
 from rich.table import Table
 
-from bench.common.report import goal_line
+from bench.common.report import figure_text, goal_line
 from bench.inflight.flight import percentile
 from bench.inflight.receiver_load import Answer
 
@@ -126,7 +126,7 @@ def print_report(
                 console.print(f"  {kind['count']} x {kind['example']}", markup=False)
     for goal in goals:
         text = f"{goal['contender']}: {goal['goal']}"
-        console.print(goal_line(text, _fmt(goal["value"]), goal["met"]))
+        console.print(goal_line(text, figure_text(goal["value"]), goal["met"]))
 
 
 def contenders_table(results: list[dict[str, Any]]) -> Table:
@@ -141,10 +141,11 @@ def contenders_table(results: list[dict[str, Any]]) -> Table:
         run = f"{r['stop']} {r['run_s']:.0f} s" if r["stop"] != "done" else f"{r['wall_s']:.0f} s"
         table.add_row(
             r["slug"], r["pool"], f"{r['finished']} / {r['jobs']}", run,
-            _fmt(r["limit_per_s"]), _fmt(r["completions_per_s"]), _fmt(r["fraction_of_limit"]),
+            figure_text(r["limit_per_s"]), figure_text(r["completions_per_s"]),
+            figure_text(r["fraction_of_limit"]),
             str(r["peak_in_flight"]), _split(r["peak_total_rss_mb"], r["peak_rss_mb"], "{:.0f}"),
             _split(r["cpu_s_per_1000"], r["cpu_s_per_1000_by_process"], "{:.1f}"),
-            _fmt(r["task_deliveries"] / r["jobs"]), str(r["rate_limited"]),
+            figure_text(r["task_deliveries"] / r["jobs"]), str(r["rate_limited"]),
             str(sum(p["count"] for p in r["log_problems"].values())),
         )  # fmt: skip
     return table
@@ -167,10 +168,11 @@ def receiver_table(r: dict[str, Any]) -> Table:
     for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
-        f"{r['offered_per_s']:g}", str(r["sent"]), _fmt(r["answered_per_s"]), _fmt(r["p50_ms"]),
-        _fmt(r["p95_ms"]), _fmt(r["p99_ms"]), _fmt(r["max_ms"]), str(r["errors"]),
+        f"{r['offered_per_s']:g}", str(r["sent"]), figure_text(r["answered_per_s"]),
+        figure_text(r["p50_ms"]), figure_text(r["p95_ms"]), figure_text(r["p99_ms"]),
+        figure_text(r["max_ms"]), str(r["errors"]),
         f"{r['job_states'].get('succeeded', 0)} / {r['jobs']}", f"{r['peak_rss_mb']:.0f}",
-        _fmt(r["cpu_s_per_1000"]),
+        figure_text(r["cpu_s_per_1000"]),
     )  # fmt: skip
     return table
 
@@ -213,11 +215,3 @@ def _rolling(values: list[int], width: int) -> list[float]:
         total += v - (values[i - width] if i >= width else 0)
         out.append(total / min(i + 1, width))
     return out
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,13 +13,10 @@ from typing import Any
 import redis
 from rich.progress import Progress
 
+from bench.common.ours import Ours, worker_argvs
 from bench.common.stack import Emulator, workers
 from bench.common.trackers import JobRecordTracker
 from bench.limiter.contenders import Contender
-from faceswap_jobs.config import Settings
-from faceswap_jobs.keys import Keys
-from faceswap_jobs.ops.sandbox import python_module
-from faceswap_jobs.producer.submit import Producer
 
 POLL_S = 0.25
 SOURCE, TARGET = "astronaut.png", "chelsea.png"
@@ -36,18 +32,6 @@ class Bench:
     cap_s: float
 
 
-@dataclass(frozen=True)
-class Ours:
-    """Our workers, running: the producer to submit with, and the contender's key prefix."""
-
-    producer: Producer
-    prefix: str
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.prefix)
-
-
 def prepare(bench: Bench, contender: Contender) -> None:
     """A clean start: every emulator setting written back, its ledger emptied, Redis flushed."""
     bench.emulator.reset(**contender.provider())
@@ -59,29 +43,22 @@ def prepare(bench: Bench, contender: Contender) -> None:
 def ours_workers(bench: Bench, contender: Contender) -> Iterator[Ours]:
     """`contender.instances` of our workers x `contender.concurrency` threads, on a fresh key
     prefix (so our limiter's state starts clean), answering pings; stopped on the way out."""
-    prefix = f"bench-{contender.name}-{secrets.token_hex(3)}"
-    producer = Producer(Settings(redis_url=bench.redis_url, key_prefix=prefix))
+    ours = Ours.fresh(bench.redis_url, contender.name)
     env = {
         **os.environ,
         "FACESWAP_REDIS_URL": bench.redis_url,
         "FACESWAP_API_BASE_URL": bench.emulator.base_url,
         "FACESWAP_API_TOKEN": bench.token,
-        "FACESWAP_KEY_PREFIX": prefix,
+        "FACESWAP_KEY_PREFIX": ours.prefix,
         "FACESWAP_RATE_PER_S": contender.setting,
         "FACESWAP_RATE_BURST": str(contender.burst),
         "FACESWAP_BACKOFF_BASE_S": "0.5",
     }
     if contender.deadline_s is not None:
         env["FACESWAP_DEADLINE_S"] = f"{contender.deadline_s:g}"
-    argvs = {
-        f"ours{i}": python_module(
-            "faceswap_jobs", "worker", "--concurrency", str(contender.concurrency),
-            f"--hostname=ours{i}@%h",
-        )
-        for i in range(1, contender.instances + 1)
-    }  # fmt: skip
-    with workers(contender.name, argvs, env, producer.app, bench.logs):
-        yield Ours(producer, prefix)
+    argvs = worker_argvs("ours", contender.instances, contender.concurrency)
+    with workers(contender.name, argvs, env, ours.producer.app, bench.logs):
+        yield ours
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.common.report import goal_line
+from bench.common.goals import Goal
+from bench.common.report import figure_text, goal_line, share_text
 from bench.limiter.contenders import (
     BREAKER_JOBS,
     DEADLINE_JOBS,
@@ -24,23 +24,9 @@ MAX_ADAPTIVE_429_SHARE = 0.03
 NOISE_GOAL_SHARE = 0.10
 MIN_NOISE_SUCCESSES_PER_S = 0.8 * (1 - NOISE_GOAL_SHARE) * NOISE_CONFIGURED_PER_S
 MAX_BREAKER_CALLS = 2
-
-
-@dataclass(frozen=True)
-class Goal:
-    """`figure` of `contender`'s result must be at least / at most `bound`; None never meets it."""
-
-    contender: str
-    text: str
-    figure: str
-    bound: float
-    at_most: bool = True
-    percent: bool = False
-
-    def met(self, value: Any) -> bool:
-        if value is None:
-            return False
-        return value <= self.bound if self.at_most else value >= self.bound
+MISSING = "never"
+"""How a figure that was not measured reads: most of the limiter's are moments that never came
+(converged, all jobs paused)."""
 
 
 def _rate_goals(name: str, max_in_1s: float, why: str) -> list[Goal]:
@@ -76,20 +62,6 @@ GOALS: list[Goal] = [
 ]  # fmt: skip
 """The issue's goals, plus two preconditions (every breaker job paused, every deadline job
 finished) without which the figure beside them would not mean what it says."""
-
-
-def evaluate_goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per goal of a contender that ran: what was asked, what was measured, met or not."""
-    by_name = {r["name"]: r for r in results}
-    rows = []
-    for goal in GOALS:
-        if (result := by_name.get(goal.contender)) is None:
-            continue
-        value = result.get(goal.figure)
-        rows.append({"contender": goal.contender, "goal": goal.text, "figure": goal.figure,
-                     "value": value, "shown": _pct(value, 2) if goal.percent else _fmt(value),
-                     "met": goal.met(value)})  # fmt: skip
-    return rows
 
 
 def print_report(console: Console, results: list[dict[str, Any]], goals: list[dict[str, Any]]):
@@ -128,7 +100,7 @@ def results_table(results: list[dict[str, Any]]) -> Table:
         table.add_row(
             r["name"], r["scenario"], f"{r['instances']}x{r['concurrency']}", _provider(r),
             r["configured"], f"{r['finished']} / {r['jobs']}", wall, str(r["calls"]),
-            str(refused), _pct(refused / r["calls"] if r["calls"] else 0.0, 2),
+            str(refused), share_text(refused / r["calls"] if r["calls"] else 0.0, 2),
             "n/a" if r["achieved_over_r"] is None else f"{r['achieved_over_r']:.3f}",
             str(r["max_calls_1s"]),
         )  # fmt: skip
@@ -143,9 +115,11 @@ def adaptive_table(results: list[dict[str, Any]]) -> Table:
     for r in results:
         after = r["achieved_over_r_after_30s"]
         table.add_row(
-            r["name"], _pct(r["rate_limited_share"], 2), _pct(r["rate_limited_share_after_30s"], 2),
-            _fmt(r["convergence_s"]), "n/a" if after is None else f"{after:.3f}",
-            _pct(r["good_window_share_after_30s"], 0), _fmt(r["strict_window_convergence_s"]),
+            r["name"], share_text(r["rate_limited_share"], 2),
+            share_text(r["rate_limited_share_after_30s"], 2), _fmt(r["convergence_s"]),
+            "n/a" if after is None else f"{after:.3f}",
+            share_text(r["good_window_share_after_30s"], 0),
+            _fmt(r["strict_window_convergence_s"]),
         )  # fmt: skip
     return table
 
@@ -157,8 +131,8 @@ def noise_table(results: list[dict[str, Any]]) -> Table:
     ))  # fmt: skip
     for r in sorted(results, key=lambda r: r["noise_share"]):
         table.add_row(
-            r["name"], _pct(r["noise_share"], 0), f"{r['successes_per_s']:.2f}",
-            _pct(r["share_429"], 2), f"{r['successes_per_s_over_ideal']:.3f}",
+            r["name"], share_text(r["noise_share"], 0), f"{r['successes_per_s']:.2f}",
+            share_text(r["share_429"], 2), f"{r['successes_per_s_over_ideal']:.3f}",
             _fmt(r["min_effective_rate"]), "capped" if r["capped"] else _fmt(r["wall_s"]),
         )  # fmt: skip
     return table
@@ -199,13 +173,5 @@ def _provider(r: dict[str, Any]) -> str:
     return f"{r['provider_per_s']:g}/s {r['rate_window']}"
 
 
-def _pct(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}%}"
-
-
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "never"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)
+    return figure_text(value, MISSING)

@@ -44,6 +44,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.common import analysis
 from bench.common.cli import bench_parser
+from bench.common.goals import evaluate_goals
 from bench.common.stack import emulator, workers
 from bench.common.trackers import CeleryResultTracker, Tally
 from bench.limiter.contenders import (
@@ -56,7 +57,7 @@ from bench.limiter.contenders import (
 )
 from bench.limiter.harness import Bench, drain, ours_workers, prepare, sources, submit_numbered
 from bench.limiter.plot import plot
-from bench.limiter.report import evaluate_goals, print_report
+from bench.limiter.report import GOALS, MISSING, print_report
 from bench.limiter.scenarios import noise_figures, run_breaker, run_deadline
 from faceswap_jobs.limits import token_id
 from faceswap_jobs.limits.rate import RateConfig, RateLimiter
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: every process the bench started has been stopped")
         return 130
-    goals = evaluate_goals(results)
+    goals = evaluate_goals(GOALS, results, MISSING)
     command = " ".join(["python -m bench.limiter", *sys.argv[1:]])
     report = {"command": command, "r_per_s": R_PER_S, "our_burst": OUR_BURST, "goals": goals}
     report |= {"instances": INSTANCES, "concurrency": CONCURRENCY, "contenders": results}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,13 +16,10 @@ import psutil
 import redis
 from rich.progress import Progress
 
+from bench.common.ours import Ours, worker_argvs
 from bench.common.stack import Emulator, workers
 from bench.common.trackers import JobRecordTracker, Tally
 from bench.pool.contenders import REVOKE_AFTER_SHARE, REVOKED_RATE, Contender, PoolToken
-from faceswap_jobs.config import Settings
-from faceswap_jobs.keys import Keys
-from faceswap_jobs.ops.sandbox import python_module
-from faceswap_jobs.producer.submit import Producer
 
 POLL_S = 0.5
 """Between looks at the job records: 6,000 pending jobs are one pipelined read each time, and
@@ -83,24 +79,6 @@ def worker_env(bench: Bench, contender: Contender, prefix: str) -> dict[str, str
     return env
 
 
-@dataclass(frozen=True)
-class Ours:
-    """Our workers, running: the producer to submit with, and the contender's key prefix."""
-
-    producer: Producer
-    prefix: str
-
-    @property
-    def keys(self) -> Keys:
-        return Keys(self.prefix)
-
-
-def our_producer(bench: Bench, contender: Contender) -> Ours:
-    """A producer on a fresh key prefix, so no limiter state is inherited."""
-    prefix = f"bench-{contender.name}-{secrets.token_hex(3)}"
-    return Ours(Producer(Settings(redis_url=bench.redis_url, key_prefix=prefix)), prefix)
-
-
 def submit(bench: Bench, ours: Ours, contender: Contender) -> tuple[list[str], float]:
     """The contender's jobs, source URLs numbered `?i=N`, queued before any worker runs (the
     ids, and the seconds it took): submitting 6,000 jobs costs the bench ~20 s of a core, which
@@ -115,13 +93,7 @@ def submit(bench: Bench, ours: Ours, contender: Contender) -> tuple[list[str], f
 def ours_workers(bench: Bench, contender: Contender, ours: Ours) -> Iterator[None]:
     """`bench.instances` workers x `bench.concurrency` threads, answering pings; stopped on the
     way out."""
-    argvs = {
-        f"{contender.name}{i}": python_module(
-            "faceswap_jobs", "worker", "--concurrency", str(bench.concurrency),
-            f"--hostname={contender.name}{i}@%h",
-        )
-        for i in range(1, bench.instances + 1)
-    }  # fmt: skip
+    argvs = worker_argvs(contender.name, bench.instances, bench.concurrency)
     env = worker_env(bench, contender, ours.prefix)
     with workers(contender.name, argvs, env, ours.producer.app, bench.logs):
         yield

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.common.report import goal_line
+from bench.common.goals import Goal
+from bench.common.report import figure_text, goal_line, share_text
 from bench.pool.contenders import REVOKED_RATE, TOKEN_RATES
 
 MIN_ACHIEVED = 0.95
 MAX_429_SHARE = 0.005
 TOTAL_PER_S = sum(TOKEN_RATES)
 REMAINING_PER_S = TOTAL_PER_S - REVOKED_RATE
-
-
-@dataclass(frozen=True)
-class Goal:
-    """`figure` of `contender`'s result must be at most (or at least) `bound`; None never meets."""
-
-    contender: str
-    text: str
-    figure: str
-    bound: float
-    at_most: bool = True
-    percent: bool = False
-
-    def met(self, value: Any) -> bool:
-        if value is None:
-            return False
-        return value <= self.bound if self.at_most else value >= self.bound
 
 
 def _finished(name: str) -> Goal:
@@ -55,28 +38,6 @@ GOALS: list[Goal] = [
 """The issue's goals, the preconditions that make them mean what they say (every job of a pool
 run finished), and the project's rule that a token is never logged. The one-token baseline has
 no goal of its own: it shows what a pool buys."""
-
-
-def evaluate_goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per goal of a contender that ran: what was asked, what was measured, met or not."""
-    by_name = {r["name"]: r for r in results}
-    rows = []
-    for goal in GOALS:
-        if (result := by_name.get(goal.contender)) is None:
-            continue
-        value = _figure(result, goal.figure)
-        rows.append({"contender": goal.contender, "goal": goal.text, "figure": goal.figure,
-                     "value": value, "shown": _pct(value, 2) if goal.percent else _fmt(value),
-                     "met": goal.met(value)})  # fmt: skip
-    return rows
-
-
-def _figure(result: dict[str, Any], path: str) -> Any:
-    """A figure of a result by its dotted path (`revocation.after_over_remaining`)."""
-    value: Any = result
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
 
 
 def print_report(
@@ -134,13 +95,13 @@ def results_table(results: list[dict[str, Any]]) -> Table:
         "of its tokens", "submit s", "CPU busy",
     ))  # fmt: skip
     for r in results:
-        wall = f"capped ({r['cap_s']:.0f})" if r["capped"] else _fmt(r["wall_s"])
+        wall = f"capped ({r['cap_s']:.0f})" if r["capped"] else figure_text(r["wall_s"])
         others = {k: v for k, v in r["outcomes"].items() if k not in ("success", "rate_limited")}
         table.add_row(
             r["name"], r["scenario"], "+".join(f"{x:g}" for x in r["rates"]) + "/s",
             f"{r['instances']}x{r['concurrency']}", f"{r['finished']} / {r['jobs']}",
             str(r["failed"]), wall, str(r["calls"]), str(r["rate_limited"]),
-            _pct(r["rate_limited_share"], 2),
+            share_text(r["rate_limited_share"], 2),
             ", ".join(f"{k} {v}" for k, v in sorted(others.items())) or "-",
             f"{r['successes_per_s']:.2f}", f"{r['successes_per_s'] / TOTAL_PER_S:.3f}",
             f"{r['achieved_over_target']:.3f}", f"{r['submit_s']:.1f}",
@@ -160,7 +121,7 @@ def token_table(results: list[dict[str, Any]]) -> Table:
                 continue
             table.add_row(
                 r["name"], t["token_hash"], t["label"], str(t["calls"]), str(t["successes"]),
-                _pct(t["successes"] / r["successes"] if r["successes"] else None, 1),
+                share_text(t["successes"] / r["successes"] if r["successes"] else None, 1),
                 str(t["rate_limited"]), str(t["used_up"]), str(t["max_calls_1s"]),
             )  # fmt: skip
     return table
@@ -177,19 +138,7 @@ def revocation_table(results: list[dict[str, Any]]) -> Table:
         table.add_row(
             r["name"], f"{v['revoked_at_s']:.1f}", str(r["revoked_after_jobs"]),
             "n/a" if rate is None else f"{rate:.2f} (+{v['settle_s']:g} s)",
-            _fmt(v["after_over_remaining"]), _pct(v["rate_limited_share_after"], 2),
-            str(v["revoked_calls_after"]), _fmt(v["last_revoked_call_after_s"]),
+            figure_text(v["after_over_remaining"]), share_text(v["rate_limited_share_after"], 2),
+            str(v["revoked_calls_after"]), figure_text(v["last_revoked_call_after_s"]),
         )  # fmt: skip
     return table
-
-
-def _pct(value: float | None, digits: int) -> str:
-    return "n/a" if value is None else f"{value:.{digits}%}"
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
-    return str(value)

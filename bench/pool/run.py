@@ -33,6 +33,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.common.cli import bench_parser
+from bench.common.goals import evaluate_goals
+from bench.common.ours import Ours
 from bench.common.stack import emulator
 from bench.common.trackers import JobRecordTracker
 from bench.pool import figures
@@ -48,14 +50,13 @@ from bench.pool.harness import (
     drain,
     failure_codes,
     log_findings,
-    our_producer,
     ours_workers,
     prepare,
     revocation,
     submit,
 )
 from bench.pool.plot import plot
-from bench.pool.report import evaluate_goals, print_report, summary
+from bench.pool.report import GOALS, print_report, summary
 from faceswap_jobs.ops.sandbox import private_redis
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +67,7 @@ def run_contender(bench: Bench, contender: Contender) -> dict[str, Any]:
     workers start; its figures from the ledger, time 0 being the first call it made."""
     prepare(bench)
     revoke = revocation(bench, contender)
-    ours = our_producer(bench, contender)
+    ours = Ours.fresh(bench.redis_url, contender.name)
     ids, submit_s = submit(bench, ours, contender)
     tracker = JobRecordTracker(ours.producer.redis, ours.keys, ids)
     with ours_workers(bench, contender, ours):
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted: every process the bench started has been stopped")
         return 130
-    goals = evaluate_goals(results)
+    goals = evaluate_goals(GOALS, results)
     report = {
         "command": " ".join(["python -m bench.pool", *sys.argv[1:]]),
         "code": code_state(),

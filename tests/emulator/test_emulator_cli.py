@@ -1,7 +1,6 @@
 """The emulator's command line: options reach the running server, and a bad option is
 refused in one line. Each test starts (or fails to start) an emulator of its own."""
 
-import hashlib
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.emulator_blackbox import REPO_ROOT, assert_envelope
+from tests.support.emulator_blackbox import REPO_ROOT, assert_envelope, token_hash
 from tests.support.emulator_blackbox import emulator_env as _env
 from tests.support.emulator_blackbox import start_emulator as _start_emulator
 from tests.support.emulator_blackbox import stop_emulator as _stop
@@ -86,13 +85,10 @@ def test_cli_token_rates_give_named_tokens_their_own_rate(tmp_path: Path) -> Non
     finally:
         log = _stop(emulator)
 
-    assert config["token_rate_by_hash"] == {_hash(padded): 20.0, _hash("free-token"): None}
+    rates = {token_hash(padded): 20.0, token_hash("free-token"): None}
+    assert config["token_rate_by_hash"] == rates
     assert statuses == {"slow-token": [200, 429, 429], padded: [200] * 3, "free-token": [200] * 3}
     assert padded not in str(config) and "Traceback" not in log
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize(
@@ -109,20 +105,10 @@ def _hash(token: str) -> str:
     ],
 )
 def test_a_bad_token_rate_is_refused_without_naming_the_token(args: list[str]) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "faceswap_jobs.emulator", *args],
-        cwd=REPO_ROOT,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    error, stderr = _refused(args)
 
-    assert result.returncode == 2
-    errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and ("token-rate" in errors[0] or "token_rates" in errors[0])
-    assert "cli-secret-token" not in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "token-rate" in error or "token_rates" in error
+    assert "cli-secret-token" not in stderr
 
 
 @pytest.mark.parametrize(
@@ -136,6 +122,14 @@ def test_a_bad_token_rate_is_refused_without_naming_the_token(args: list[str]) -
     ],
 )
 def test_bad_options_exit_with_a_one_line_error(args: list[str], mentions: str) -> None:
+    error, _ = _refused(args)
+
+    assert mentions in error
+
+
+def _refused(args: list[str]) -> tuple[str, str]:
+    """Start the emulator with `args`, which it must refuse as a usage error: exit 2, no
+    traceback and one `error:` line. That line, and all of stderr."""
     result = subprocess.run(
         [sys.executable, "-m", "faceswap_jobs.emulator", *args],
         cwd=REPO_ROOT,
@@ -144,8 +138,8 @@ def test_bad_options_exit_with_a_one_line_error(args: list[str], mentions: str) 
         text=True,
         timeout=30,
     )
-
-    assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(errors) == 1 and mentions in errors[0]
+    assert result.returncode == 2
     assert "Traceback" not in result.stderr
+    assert len(errors) == 1
+    return errors[0], result.stderr

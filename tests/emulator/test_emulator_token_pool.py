@@ -5,7 +5,6 @@ Rates are chosen so that counts are exact whatever the machine's speed: a bucket
 refills one call per 100 s, longer than a test may run, so it admits exactly its burst.
 """
 
-import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -23,6 +22,7 @@ from tests.support.emulator_blackbox import (
     USED_UP_TOKEN,
     Emulator,
     assert_envelope,
+    token_hash,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,10 +31,6 @@ SLOW_PER_S = 0.01
 """A rate that never refills within a test: a bucket at it admits its burst and nothing more."""
 SECRET = "pool-secret-token-5c2e8a"
 """Distinctive, so a refusal that repeated a token would be caught."""
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 def _outcomes(emulator: Emulator) -> dict[str, Counter[str]]:
@@ -67,9 +63,9 @@ def test_a_named_token_has_its_own_rate_the_others_keep_rate_per_s(emulator: Emu
     _swap_each(emulator, (TOKEN, SECOND_TOKEN), 10)
 
     outcomes = _outcomes(emulator)
-    assert outcomes[_hash(TOKEN)] == Counter(success=1, rate_limited=9)  # bucket of 1
-    assert outcomes[_hash(SECOND_TOKEN)] == Counter(success=10)  # bucket of 20: one second's
-    assert view["token_rate_by_hash"] == {_hash(SECOND_TOKEN): 20.0}
+    assert outcomes[token_hash(TOKEN)] == Counter(success=1, rate_limited=9)  # bucket of 1
+    assert outcomes[token_hash(SECOND_TOKEN)] == Counter(success=10)  # bucket of 20: one second's
+    assert view["token_rate_by_hash"] == {token_hash(SECOND_TOKEN): 20.0}
 
 
 def test_two_named_tokens_at_2_and_20_per_s(emulator: Emulator) -> None:
@@ -80,10 +76,10 @@ def test_two_named_tokens_at_2_and_20_per_s(emulator: Emulator) -> None:
     # Buckets of 2 and 20: SECOND_TOKEN's holds all its calls; TOKEN's would need 9 s of
     # refill for all of its 20, while the 40 calls take a small fraction of a second.
     outcomes = _outcomes(emulator)
-    assert outcomes[_hash(SECOND_TOKEN)] == Counter(success=20)
-    assert outcomes[_hash(TOKEN)]["success"] >= 2
-    assert outcomes[_hash(TOKEN)]["rate_limited"] >= 1
-    assert outcomes[_hash(TOKEN)].total() == 20
+    assert outcomes[token_hash(SECOND_TOKEN)] == Counter(success=20)
+    assert outcomes[token_hash(TOKEN)]["success"] >= 2
+    assert outcomes[token_hash(TOKEN)]["rate_limited"] >= 1
+    assert outcomes[token_hash(TOKEN)].total() == 20
 
 
 def test_a_named_token_may_be_unlimited_and_a_set_burst_applies_to_every_rate(
@@ -96,8 +92,8 @@ def test_a_named_token_may_be_unlimited_and_a_set_burst_applies_to_every_rate(
     _swap_each(emulator, (TOKEN, SECOND_TOKEN), 5)
 
     outcomes = _outcomes(emulator)
-    assert outcomes[_hash(TOKEN)] == Counter(success=5)
-    assert outcomes[_hash(SECOND_TOKEN)] == Counter(success=3, rate_limited=2)
+    assert outcomes[token_hash(TOKEN)] == Counter(success=5)
+    assert outcomes[token_hash(SECOND_TOKEN)] == Counter(success=3, rate_limited=2)
 
 
 def test_the_mapping_is_replaced_whole(emulator: Emulator) -> None:
@@ -106,8 +102,8 @@ def test_the_mapping_is_replaced_whole(emulator: Emulator) -> None:
     view = emulator.configure(token_rates={SECOND_TOKEN: 50})
     _swap_each(emulator, (TOKEN,), 3)
 
-    assert view["token_rate_by_hash"] == {_hash(SECOND_TOKEN): 50.0}
-    assert _outcomes(emulator)[_hash(TOKEN)] == Counter(success=1, rate_limited=2)
+    assert view["token_rate_by_hash"] == {token_hash(SECOND_TOKEN): 50.0}
+    assert _outcomes(emulator)[token_hash(TOKEN)] == Counter(success=1, rate_limited=2)
 
 
 class FakeClock:
@@ -224,9 +220,10 @@ def test_a_token_revoked_mid_run_is_refused_until_restored(
     for response in revoked:
         assert_envelope(response, status, code)
     hashes = f"{field.removesuffix('s')}_hashes"
-    assert revoked_view[hashes] == [_hash(t) for t in [*baseline, SECOND_TOKEN]]
-    assert restored_view[hashes] == [_hash(t) for t in baseline]
-    ledger = [c["outcome"] for c in emulator.ledger() if c["token_hash"] == _hash(SECOND_TOKEN)]
+    assert revoked_view[hashes] == [token_hash(t) for t in [*baseline, SECOND_TOKEN]]
+    assert restored_view[hashes] == [token_hash(t) for t in baseline]
+    second = token_hash(SECOND_TOKEN)
+    ledger = [c["outcome"] for c in emulator.ledger() if c["token_hash"] == second]
     assert ledger == ["success", code, code, code, "success"]
 
 
@@ -240,7 +237,7 @@ def test_the_accepted_tokens_can_be_replaced(emulator: Emulator) -> None:
     back = emulator.swap(emulator.default_body(), token=SECOND_TOKEN)
     refused_again = emulator.swap(emulator.default_body(), token=fresh)
 
-    assert view["token_hashes"] == [_hash(TOKEN), _hash(fresh)]
+    assert view["token_hashes"] == [token_hash(TOKEN), token_hash(fresh)]
     assert_envelope(dropped, 401, "invalid_token")
     assert added.status_code == 200 and back.status_code == 200
     assert_envelope(refused_again, 401, "invalid_token")
@@ -276,11 +273,11 @@ def test_the_view_shows_token_hashes_only(emulator: Emulator) -> None:
 
     view = response.json()
     assert view["token_rate_by_hash"] == {
-        _hash(TOKEN): 2.0,
-        _hash(SECOND_TOKEN): None,
-        _hash(SECRET): 7.5,
+        token_hash(TOKEN): 2.0,
+        token_hash(SECOND_TOKEN): None,
+        token_hash(SECRET): 7.5,
     }
     assert "token_rates" not in view and "tokens" not in view
-    assert view["used_up_token_hashes"] == [_hash(USED_UP_TOKEN), _hash(SECRET)]
+    assert view["used_up_token_hashes"] == [token_hash(USED_UP_TOKEN), token_hash(SECRET)]
     for token in (TOKEN, SECOND_TOKEN, SECRET, USED_UP_TOKEN):
         assert token not in exposed

@@ -7,7 +7,6 @@ Each test resets the emulator (ledger, callbacks, rules, limiter) and restores t
 configuration, so tests do not depend on each other's order.
 """
 
-import hashlib
 import io
 import uuid
 
@@ -24,6 +23,7 @@ from tests.support.emulator_blackbox import (
     USED_UP_TOKEN,
     Emulator,
     assert_envelope,
+    token_hash,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -82,7 +82,7 @@ def test_bearer_scheme_is_case_insensitive_and_unknown_fields_are_recorded(
     assert response.status_code == 200, response.text
     [entry] = emulator.ledger()
     assert entry["request"]["async"] is False
-    assert entry["token_hash"] == hashlib.sha256(SECOND_TOKEN.encode()).hexdigest()[:16]
+    assert entry["token_hash"] == token_hash(SECOND_TOKEN)
 
 
 # --- auth ----------------------------------------------------------------------------------

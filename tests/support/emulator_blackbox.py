@@ -5,6 +5,7 @@ vendor reports, and its client speaks the vendor's API (`Emulator.swap`) as well
 """
 
 import contextlib
+import hashlib
 import json
 import os
 import subprocess
@@ -206,3 +207,9 @@ def assert_envelope(
         assert message in body["error"]["message"]
     assert uuid.UUID(body["trace_id"]).version == 4
     return body
+
+
+def token_hash(token: str) -> str:
+    """How the emulator names a token in its ledger and views (sha256, first 16 hex digits),
+    worked out here rather than imported, so a test of what the emulator shows can fail."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
