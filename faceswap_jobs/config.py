@@ -105,6 +105,10 @@ def parse_token_pool(raw: Any) -> tuple[PoolToken, ...]:
     """A pool from JSON-shaped data: a list of tokens, each a string or an object (`token`,
     `weight`, `rate_per_s`, `max_in_flight`, `rate_burst`). Raises ValueError naming the item
     and the problem, never a token: the error is printed and logged."""
+    if not isinstance(raw, list | tuple):
+        raise ValueError(
+            'token pool must be a JSON list: ["TOKEN", {"token": "TOKEN", "weight": 2}, ...]'
+        )
     try:
         items = _TOKEN_LIST.validate_python(raw)
     except ValidationError as exc:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +54,7 @@ def test_a_pool_is_tokens_or_objects_with_their_own_limits() -> None:
         ([{"token": TOKEN_A, "colour": "red"}], "item 0.colour"),
         ([{"weight": 2}], "item 0.token"),
         ([f"{TOKEN_A} trailing"], "without spaces"),
-        ("not a list", "item"),
+        ("not a list", "must be a JSON list"),
         ([TOKEN_A] * 65, "at most 64"),
     ],
 )
@@ -84,6 +87,18 @@ def test_a_sync_worker_has_a_thread_for_every_call_the_pool_may_have_in_flight()
     assert (pool.pool_in_flight, pool.concurrency) == (104, 104)
     assert Settings(max_in_flight=64).concurrency == 64
     assert pool.model_copy(update={"worker_concurrency": 8}).concurrency == 8
+
+
+def test_a_worker_with_an_unreadable_tokens_file_exits_with_why(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.json"
+    path.write_text(f'["{TOKEN_A}", ')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FACESWAP_")}
+    env["FACESWAP_API_TOKENS_FILE"] = str(path)
+    done = subprocess.run([sys.executable, "-m", "faceswap_jobs", "worker"], env=env,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert f"tokens file {path}: not JSON" in done.stderr.replace("\n", "")
+    assert "Traceback" not in done.stderr and TOKEN_A not in done.stderr + done.stdout
 
 
 def test_one_place_names_the_tokens(tmp_path: Path) -> None:

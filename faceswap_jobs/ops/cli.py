@@ -99,6 +99,11 @@ def worker(
     except UsageError as exc:
         err_console.print(shown(exc), style="red")
         raise typer.Exit(2) from None
+    try:
+        settings.token_pool()
+    except ValueError as exc:
+        err_console.print(Text.assemble(("invalid configuration: ", "red"), shown(exc)))
+        raise typer.Exit(2) from None
     argv = worker_argv(settings, queues=queues, loglevel=loglevel, hostname=hostname,
                        extra=ctx.args)  # fmt: skip
     raise typer.Exit(run_celery(worker_app(settings), argv))
