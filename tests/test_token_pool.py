@@ -156,17 +156,11 @@ def test_the_earliest_rate_slot_goes_first_and_a_full_token_last() -> None:
 
 def test_free_tokens_come_first_in_proportion_to_weight_and_free_slots() -> None:
     rng = random.Random(7)
-    firsts = collections.Counter(
-        call_order([_standing(TOKEN_A, weight=3), _standing(TOKEN_B, weight=1)], rng)[0].member.id
-        for _ in range(4000)
-    )
+    weighted = [_standing(TOKEN_A, weight=3), _standing(TOKEN_B, weight=1)]
+    firsts = collections.Counter(call_order(weighted, rng)[0].member.id for _ in range(4000))
     assert 0.72 <= firsts[ID_A] / 4000 <= 0.78
-    busy = collections.Counter(
-        call_order([_standing(TOKEN_A, in_flight=9), _standing(TOKEN_B, in_flight=0)], rng)[
-            0
-        ].member.id
-        for _ in range(4000)
-    )
+    one_busy = [_standing(TOKEN_A, in_flight=9), _standing(TOKEN_B, in_flight=0)]
+    busy = collections.Counter(call_order(one_busy, rng)[0].member.id for _ in range(4000))
     assert 0.06 <= busy[ID_A] / 4000 <= 0.12
 
 
