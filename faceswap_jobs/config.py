@@ -79,11 +79,11 @@ class PoolToken(BaseModel):
     @field_validator("token")
     @classmethod
     def _usable_token(cls, value: SecretStr) -> SecretStr:
-        """It goes into an HTTP header: a blank, a space or a control character would be a
-        malformed request at every call, not an error at start-up."""
+        """It goes into an HTTP header: a blank, a space, a control character or a non-ASCII
+        one would be a malformed request at every call, not an error at start-up."""
         token = value.get_secret_value()
-        if not token or not token.isprintable() or any(ch.isspace() for ch in token):
-            raise ValueError("token must be non-empty, printable and without spaces")
+        if not token or not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError("token must be non-empty printable ASCII, without spaces")
         if len(token) > 4096:
             raise ValueError("token is longer than 4096 characters")
         return value

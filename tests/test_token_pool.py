@@ -54,6 +54,8 @@ def test_a_pool_is_tokens_or_objects_with_their_own_limits() -> None:
         ([{"token": TOKEN_A, "colour": "red"}], "item 0.colour"),
         ([{"weight": 2}], "item 0.token"),
         ([f"{TOKEN_A} trailing"], "without spaces"),
+        ([f"{TOKEN_A}\u00e9"], "printable ASCII"),
+        ([f"{TOKEN_A}\n"], "printable ASCII"),
         ("not a list", "must be a JSON list"),
         ([TOKEN_A] * 65, "at most 64"),
     ],
